@@ -1,0 +1,144 @@
+-- The durable job queue (spec/queue.md).
+
+CREATE TABLE memwarden.jobs (
+    id               uuid PRIMARY KEY,
+    kind             text        NOT NULL,
+    queue            text        NOT NULL DEFAULT 'default',
+    args             jsonb       NOT NULL DEFAULT '{}',
+    status           text        NOT NULL DEFAULT 'available'
+        CHECK (status IN ('available', 'running', 'retryable', 'succeeded', 'failed', 'canceled')),
+    priority         smallint    NOT NULL DEFAULT 0,
+    run_at           timestamptz NOT NULL DEFAULT now(),
+    attempt          int         NOT NULL DEFAULT 0,
+    max_attempts     int         NOT NULL DEFAULT 25 CHECK (max_attempts > 0),
+    unique_key       text,
+    lease_owner      text,
+    lease_expires_at timestamptz,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    started_at       timestamptz,
+    finished_at      timestamptz,
+    last_error       text,
+    progress         smallint    NOT NULL DEFAULT 0 CHECK (progress BETWEEN 0 AND 100),
+    result           jsonb,
+    -- Set by a cancel of a running job; the worker holding it sees it and stops.
+    cancel_requested_at timestamptz
+) WITH (
+    -- A queue table churns: vacuum it early and often, and leave room for HOT updates.
+    fillfactor = 80,
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_threshold = 1000,
+    autovacuum_analyze_scale_factor = 0.02,
+    autovacuum_vacuum_cost_delay = 0,
+    autovacuum_vacuum_insert_scale_factor = 0.05
+);
+
+-- The claim path: the best claimable jobs of a queue, in claim order.
+CREATE INDEX jobs_claim_idx ON memwarden.jobs (queue, priority DESC, run_at, id)
+    WHERE status IN ('available', 'retryable');
+
+-- At most one non-terminal job per (kind, unique_key).
+CREATE UNIQUE INDEX jobs_unique_idx ON memwarden.jobs (kind, unique_key)
+    WHERE unique_key IS NOT NULL AND status IN ('available', 'running', 'retryable');
+
+-- The reaper: running jobs by lease expiry.
+CREATE INDEX jobs_lease_idx ON memwarden.jobs (lease_expires_at) WHERE status = 'running';
+
+-- Purge: terminal jobs by age.
+CREATE INDEX jobs_terminal_idx ON memwarden.jobs (finished_at)
+    WHERE status IN ('succeeded', 'failed', 'canceled');
+
+-- Failed jobs per queue, for /v1/status (few rows, so a cheap partial index).
+CREATE INDEX jobs_failed_idx ON memwarden.jobs (queue) WHERE status = 'failed';
+
+-- No index on kind: every claim and completion is a non-HOT update (status is in the
+-- partial indexes' predicates), so each index costs two inserts per job. Lists walk the
+-- primary key (uuid v7, so newest first) and filter.
+
+-- One row per finished attempt. No foreign key to jobs: the insert path stays cheap, and
+-- purge deletes attempts and references together with their job.
+CREATE TABLE memwarden.job_attempts (
+    job_id      uuid        NOT NULL,
+    attempt     int         NOT NULL,
+    worker      text        NOT NULL,
+    started_at  timestamptz NOT NULL,
+    finished_at timestamptz NOT NULL DEFAULT now(),
+    outcome     text        NOT NULL
+        CHECK (outcome IN ('succeeded', 'failed', 'timed_out', 'interrupted', 'lost', 'canceled')),
+    error       text,
+    PRIMARY KEY (job_id, attempt)
+) WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.05);
+
+-- Which resources a job touches ("which jobs touched memory X").
+CREATE TABLE memwarden.job_references (
+    job_id        uuid NOT NULL,
+    resource_type text NOT NULL,
+    resource_id   text NOT NULL,
+    PRIMARY KEY (job_id, resource_type, resource_id)
+);
+CREATE INDEX job_references_resource_idx ON memwarden.job_references (resource_type, resource_id);
+
+-- Cron schedules, from config and from the control port.
+CREATE TABLE memwarden.schedules (
+    name         text PRIMARY KEY,
+    cron         text        NOT NULL,
+    kind         text        NOT NULL,
+    args         jsonb       NOT NULL DEFAULT '{}',
+    queue        text        NOT NULL DEFAULT 'default',
+    enabled      boolean     NOT NULL DEFAULT true,
+    timezone     text,
+    source       text        NOT NULL DEFAULT 'api' CHECK (source IN ('default', 'config', 'api')),
+    -- The last tick enqueued: the row lock on this update is what makes a tick fire once
+    -- across replicas.
+    last_tick_at timestamptz,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+
+-- Paused queues. A queue with no row is running.
+CREATE TABLE memwarden.queues (
+    name       text PRIMARY KEY,
+    paused     boolean     NOT NULL DEFAULT false,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Enqueue from SQL, for the memory service's triggers: one job, a NOTIFY to wake workers, and
+-- the existing id back when the unique key is taken.
+CREATE FUNCTION memwarden.enqueue(
+    p_kind text,
+    p_args jsonb DEFAULT '{}',
+    p_queue text DEFAULT 'default',
+    p_priority smallint DEFAULT 0,
+    p_run_at timestamptz DEFAULT NULL,
+    p_max_attempts int DEFAULT 25,
+    p_unique_key text DEFAULT NULL
+) RETURNS uuid
+LANGUAGE plpgsql AS $$
+DECLARE
+    new_id uuid;
+BEGIN
+    INSERT INTO memwarden.jobs (id, kind, queue, args, priority, run_at, max_attempts, unique_key)
+    VALUES (memwarden.uuid_v7(), p_kind, p_queue, COALESCE(p_args, '{}'), p_priority,
+            COALESCE(p_run_at, now()), p_max_attempts, p_unique_key)
+    ON CONFLICT (kind, unique_key) WHERE unique_key IS NOT NULL AND status IN ('available', 'running', 'retryable')
+    DO NOTHING
+    RETURNING id INTO new_id;
+    IF new_id IS NULL THEN
+        SELECT id INTO new_id FROM memwarden.jobs
+        WHERE kind = p_kind AND unique_key = p_unique_key
+        ORDER BY (status IN ('available', 'running', 'retryable')) DESC, created_at DESC
+        LIMIT 1;
+        RETURN new_id;
+    END IF;
+    PERFORM pg_notify('memwarden_jobs', p_queue);
+    RETURN new_id;
+END
+$$;
+
+-- UUIDv7 in SQL (PostgreSQL 15 has no built-in): 48 bits of Unix milliseconds, then random.
+CREATE FUNCTION memwarden.uuid_v7() RETURNS uuid
+LANGUAGE sql VOLATILE AS $$
+    SELECT encode(
+        set_bit(set_bit(overlay(uuid_send(gen_random_uuid())
+            PLACING substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
+            FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid
+$$;

@@ -1,0 +1,211 @@
+//! `memwarden bench queue`: throughput and enqueue-to-start latency of the real daemon (the
+//! same `daemon::run` as `memwarden run`) on a fresh database, printed in the two lines of
+//! spec/performance.md. Memory (RSS) goes to stderr, so stdout stays exactly two lines.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use rand::Rng;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgPool};
+use tokio::sync::Notify;
+
+use crate::app::App;
+use crate::config::{Overrides, QueueConfig, Settings};
+use crate::lifecycle::State;
+use crate::queue::probe::NoopHandler;
+use crate::queue::{enqueue, Handler, JobContext, NewJob, Outcome, Registry};
+use crate::signals::Command;
+use crate::telemetry::LogControl;
+
+/// Records when each latency probe started, keyed by its sample number.
+#[derive(Clone, Default)]
+struct Starts {
+    at: Arc<Mutex<HashMap<u64, Instant>>>,
+    notify: Arc<Notify>,
+}
+
+struct LatencyHandler(Starts);
+
+#[async_trait::async_trait]
+impl Handler for LatencyHandler {
+    async fn run(&self, job: JobContext) -> Outcome {
+        let now = Instant::now();
+        if let Some(i) = job.args.get("i").and_then(|v| v.as_u64()) {
+            self.0.at.lock().expect("starts lock").insert(i, now);
+            self.0.notify.notify_waiters();
+        }
+        Outcome::Succeeded(serde_json::Value::Null)
+    }
+}
+
+pub fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Creates `name` on the server of `url` (dropping any old one) and returns its URL.
+pub async fn fresh_database(url: &str, name: &str) -> Result<String> {
+    let opts: PgConnectOptions = url.parse().context("DATABASE_URL is not a postgres URL")?;
+    let mut admin = opts.clone().connect().await.context("connecting to DATABASE_URL")?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await?;
+    admin.close().await?;
+    let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(url);
+    let query = url.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+    Ok(format!("{base}/{name}{query}"))
+}
+
+pub async fn drop_database(url: &str, name: &str) -> Result<()> {
+    let opts: PgConnectOptions = url.parse()?;
+    let mut admin = opts.connect().await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    Ok(())
+}
+
+pub async fn queue(server_url: &str, n: usize, concurrency: u32, samples: usize) -> Result<()> {
+    let name = format!("memwarden_bench_{}", std::process::id());
+    let url = fresh_database(server_url, &name).await?;
+    let result = run_queue_bench(&url, n, concurrency, samples).await;
+    drop_database(server_url, &name).await.ok();
+    result
+}
+
+async fn run_queue_bench(url: &str, n: usize, concurrency: u32, samples: usize) -> Result<()> {
+    let mut settings = Settings::from_parts("", None, &[], &Overrides::default()).map_err(anyhow::Error::msg)?;
+    settings.database.url = Some(url.to_string());
+    settings.database.max_connections = 16;
+    // Like graphile-worker's batched configuration (a 500-job local queue), claim far ahead.
+    settings.queues.insert(
+        "default".into(),
+        QueueConfig {
+            concurrency,
+            prefetch: Some(500),
+        },
+    );
+    settings.queue.claim_batch = 500;
+    settings.queue.complete_batch = 1000;
+    settings.schedules.clear();
+
+    let pool = PgPool::connect(url).await?;
+    crate::db::migrate(&pool).await?;
+    let jobs: Vec<NewJob> = (0..n)
+        .map(|i| NewJob {
+            queue: Some("default".into()),
+            max_attempts: Some(25),
+            ..NewJob::new("bench-noop", serde_json::json!({ "i": i }))
+        })
+        .collect();
+    for chunk in jobs.chunks(10_000) {
+        enqueue::insert_jobs(&pool, chunk).await?;
+    }
+    sqlx::query("VACUUM ANALYZE memwarden.jobs").execute(&pool).await?;
+
+    let starts = Starts::default();
+    let registry = Registry::new()
+        .register("bench-noop", NoopHandler)
+        .register("bench-latency", LatencyHandler(starts.clone()));
+    let app = App::new(settings, None, Overrides::default(), LogControl::detached());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+
+    let t0 = Instant::now();
+    let daemon = tokio::spawn(crate::daemon::run(app.clone(), listener, registry));
+    let mut peak_rss = rss_mb();
+    let mut ready_after = None;
+    loop {
+        if ready_after.is_none() && app.lifecycle().state() == State::Ready {
+            ready_after = Some(t0.elapsed());
+        }
+        let left: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM memwarden.jobs WHERE status IN ('available', 'retryable', 'running'))",
+        )
+        .fetch_one(&pool)
+        .await?;
+        peak_rss = peak_rss.max(rss_mb());
+        if !left && app.lifecycle().state() == State::Ready {
+            break;
+        }
+        if daemon.is_finished() {
+            bail!("the daemon stopped during the benchmark: {:?}", daemon.await);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM memwarden.job_attempts")
+        .fetch_one(&pool)
+        .await?;
+    let succeeded: i64 = sqlx::query_scalar("SELECT count(*) FROM memwarden.jobs WHERE status = 'succeeded'")
+        .fetch_one(&pool)
+        .await?;
+    if succeeded as usize != n || attempts as usize != n {
+        bail!("expected {n} succeeded jobs with {n} attempt rows, found {succeeded} and {attempts}");
+    }
+    println!(
+        "memwarden N={n} C={concurrency}: {:.0} jobs/s ({dt:.2} s incl. startup)",
+        n as f64 / dt
+    );
+
+    // Light load: one job at a time through the SQL enqueue function, 5-15 ms apart.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let idle_rss = rss_mb();
+    let mut lat = Vec::with_capacity(samples);
+    for i in 0..samples as u64 {
+        let notified = starts.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let t = Instant::now();
+        sqlx::query("SELECT memwarden.enqueue('bench-latency', jsonb_build_object('i', $1::bigint))")
+            .bind(i as i64)
+            .execute(&pool)
+            .await?;
+        let started = loop {
+            if let Some(at) = starts.at.lock().expect("starts lock").get(&i).copied() {
+                break at;
+            }
+            if tokio::time::timeout(Duration::from_secs(5), notified.as_mut())
+                .await
+                .is_err()
+            {
+                bail!("latency sample {i} did not start within 5 s");
+            }
+            notified.set(starts.notify.notified());
+            notified.as_mut().enable();
+        };
+        lat.push(started.saturating_duration_since(t).as_secs_f64() * 1000.0);
+        let pause = rand::thread_rng().gen_range(5.0..15.0);
+        tokio::time::sleep(Duration::from_secs_f64(pause / 1000.0)).await;
+    }
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| lat[((p * lat.len() as f64) as usize).min(lat.len() - 1)];
+    println!(
+        "latency ms p50={:.2} p99={:.2} max={:.2}",
+        pct(0.5),
+        pct(0.99),
+        lat[lat.len() - 1]
+    );
+    eprintln!(
+        "rss_mb idle={idle_rss:.1} peak_under_load={peak_rss:.1} attempts_recorded={attempts} ready_after_ms={:.0}",
+        ready_after.unwrap_or_default().as_secs_f64() * 1000.0
+    );
+
+    app.command(Command::Stop);
+    let _ = tokio::time::timeout(Duration::from_secs(10), daemon).await;
+    pool.close().await;
+    Ok(())
+}

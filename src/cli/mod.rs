@@ -1,0 +1,203 @@
+//! The command line (clap): argument parsing and dispatch, no logic beyond wiring.
+
+mod client;
+mod commands;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "memwarden",
+    version,
+    about = "Background work of an AI memory store, on a durable Postgres queue"
+)]
+pub struct Cli {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "MEMWARDEN_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Log format: text on a terminal and JSON otherwise, unless set.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground.
+    Run(RunArgs),
+    /// Apply the database migrations and exit.
+    Migrate(DbArgs),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Ask a running daemon to drain (stop claiming, finish in-flight jobs).
+    Drain {
+        #[arg(long)]
+        reason: Option<String>,
+        /// Seconds to wait for QUIESCED with --wait (default 900).
+        #[arg(long)]
+        timeout: Option<u64>,
+        /// Wait until the daemon is QUIESCED (or the timeout passes).
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Bring a drained daemon back to READY.
+    Resume {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show the daemon's state and queue depths.
+    Status {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Enqueue a job.
+    Enqueue(EnqueueArgs),
+    /// Inspect and act on jobs.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[arg(long)]
+    pub database_url: Option<String>,
+    #[arg(long)]
+    pub control_addr: Option<String>,
+    /// Require a justification on every admin, auditor and indexer call.
+    #[arg(long)]
+    pub admin_require_justification: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DbArgs {
+    #[arg(long)]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print it, with secrets masked.
+    Check,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ClientArgs {
+    /// The control port (default: control.addr from the config).
+    #[arg(long)]
+    pub addr: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    pub kind: String,
+    /// The job's args, a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub args: String,
+    #[arg(long)]
+    pub queue: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub priority: Option<i16>,
+    /// RFC 3339 time to run at.
+    #[arg(long, conflicts_with = "delay")]
+    pub run_at: Option<String>,
+    /// Run after this long, e.g. 30s, 5m.
+    #[arg(long)]
+    pub delay: Option<String>,
+    #[arg(long)]
+    pub unique_key: Option<String>,
+    #[arg(long)]
+    pub max_attempts: Option<i32>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, newest first.
+    List {
+        #[arg(long)]
+        queue: Option<String>,
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        limit: Option<i64>,
+        #[arg(long)]
+        cursor: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a job with its attempts and references.
+    Show {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Cancel a job.
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Retry a failed or canceled job with a fresh attempt budget.
+    Retry {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete terminal jobs older than a cutoff, with their attempts and references.
+    Purge {
+        /// RFC 3339 cutoff, at least the minimum retention in the past.
+        #[arg(long)]
+        older_than: String,
+        /// Terminal statuses, comma-separated (default: all terminal).
+        #[arg(long, value_delimiter = ',')]
+        statuses: Vec<String>,
+        /// 0 means no limit.
+        #[arg(long, allow_hyphen_values = true)]
+        limit: Option<i64>,
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Queue throughput and enqueue-to-start latency, against DATABASE_URL.
+    Queue {
+        #[arg(long, default_value_t = 20000)]
+        jobs: usize,
+        #[arg(long, default_value_t = 24)]
+        concurrency: u32,
+        /// Latency samples.
+        #[arg(long, default_value_t = 300)]
+        samples: usize,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
+}
+
+/// Runs the parsed command; the exit code comes back.
+pub fn main(cli: Cli) -> std::process::ExitCode {
+    commands::dispatch(cli)
+}

@@ -1,0 +1,188 @@
+//! Cron schedules over HTTP, with strong ETags: `If-Match` must match to change or delete,
+//! and `If-None-Match: *` creates only when absent.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::extract::JsonBody;
+use super::jobs::queue_of;
+use super::problem::Problem;
+use crate::app::App;
+use crate::queue::cron::{list_schedules, CronSpec, Schedule, SCHEDULE_COLUMNS};
+use crate::queue::enqueue::valid_queue_name;
+
+fn valid_name(name: &str) -> Result<(), Problem> {
+    if valid_queue_name(name) {
+        Ok(())
+    } else {
+        Err(Problem::bad_request(
+            "invalid_name",
+            format!("`{name}` is not a schedule name (letters, digits, '-', '_', '.')"),
+        ))
+    }
+}
+
+async fn fetch(app: &App, name: &str) -> Result<Option<Schedule>, Problem> {
+    let queue = queue_of(app)?;
+    Ok(sqlx::query_as(&format!(
+        "SELECT {SCHEDULE_COLUMNS} FROM memwarden.schedules WHERE name = $1"
+    ))
+    .bind(name)
+    .fetch_optional(queue.pool())
+    .await?)
+}
+
+fn with_next(s: &Schedule) -> Value {
+    let mut v = serde_json::to_value(s).unwrap_or_default();
+    v["next_tick_at"] = json!(s.next_tick());
+    v["etag"] = json!(s.etag());
+    v
+}
+
+fn respond(status: StatusCode, s: &Schedule) -> Response {
+    (status, [(header::ETAG, s.etag())], Json(with_next(s))).into_response()
+}
+
+pub async fn list(State(app): State<App>) -> Result<Json<Value>, Problem> {
+    let queue = queue_of(&app)?;
+    let all: Vec<Value> = list_schedules(queue.pool()).await?.iter().map(with_next).collect();
+    Ok(Json(json!({"schedules": all, "next_cursor": null})))
+}
+
+pub async fn get_one(State(app): State<App>, Path(name): Path<String>) -> Result<Response, Problem> {
+    let s = fetch(&app, &name)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no schedule named `{name}`")))?;
+    Ok(respond(StatusCode::OK, &s))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutSchedule {
+    pub cron: String,
+    pub kind: String,
+    #[serde(default)]
+    pub args: Option<Value>,
+    pub queue: Option<String>,
+    pub enabled: Option<bool>,
+    pub timezone: Option<String>,
+    /// Accepted on every admin route; the audit layer reads it from the body.
+    #[serde(rename = "justification")]
+    pub _justification: Option<String>,
+}
+
+fn precondition(detail: impl Into<String>) -> Problem {
+    Problem::new(
+        StatusCode::PRECONDITION_FAILED,
+        "precondition_failed",
+        "Precondition Failed",
+    )
+    .with_detail(detail)
+}
+
+fn if_match_ok(headers: &HeaderMap, current: Option<&Schedule>) -> Result<(), Problem> {
+    if let Some(v) = headers.get(header::IF_NONE_MATCH) {
+        if v.as_bytes() == b"*" && current.is_some() {
+            return Err(precondition("If-None-Match: * but the schedule exists"));
+        }
+    }
+    if let Some(v) = headers.get(header::IF_MATCH) {
+        let wanted = v.to_str().unwrap_or("");
+        let ok = match current {
+            None => false,
+            Some(s) => wanted == "*" || wanted.split(',').any(|t| t.trim() == s.etag()),
+        };
+        if !ok {
+            return Err(precondition("If-Match does not match the schedule's current ETag"));
+        }
+    }
+    Ok(())
+}
+
+/// `PUT /v1/schedules/{name}`: create (201) or replace (200).
+pub async fn put(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<PutSchedule>,
+) -> Result<Response, Problem> {
+    valid_name(&name)?;
+    let queue = queue_of(&app)?;
+    CronSpec::parse(&body.cron, body.timezone.as_deref())
+        .map_err(|e| Problem::bad_request("invalid_field", format!("field `cron`: {e}")))?;
+    if !queue.registry().contains(&body.kind) {
+        return Err(Problem::bad_request(
+            "unknown_kind",
+            format!("field `kind`: unknown job kind `{}`", body.kind),
+        ));
+    }
+    let args = body.args.unwrap_or_else(|| json!({}));
+    if !args.is_object() {
+        return Err(Problem::bad_request(
+            "invalid_field",
+            "field `args`: must be a JSON object",
+        ));
+    }
+    let target_queue = body.queue.unwrap_or_else(|| queue.default_queue_of(&body.kind));
+    if !valid_queue_name(&target_queue) {
+        return Err(Problem::bad_request("invalid_field", "field `queue`: not a queue name"));
+    }
+    let mut tx = queue.pool().begin().await?;
+    let current: Option<Schedule> = sqlx::query_as(&format!(
+        "SELECT {SCHEDULE_COLUMNS} FROM memwarden.schedules WHERE name = $1 FOR UPDATE"
+    ))
+    .bind(&name)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if_match_ok(&headers, current.as_ref())?;
+    let saved: Schedule = sqlx::query_as(&format!(
+        "INSERT INTO memwarden.schedules (name, cron, kind, args, queue, enabled, timezone, source, last_tick_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'api', now()) \
+         ON CONFLICT (name) DO UPDATE SET cron = EXCLUDED.cron, kind = EXCLUDED.kind, args = EXCLUDED.args, \
+           queue = EXCLUDED.queue, enabled = EXCLUDED.enabled, timezone = EXCLUDED.timezone, source = 'api', updated_at = now() \
+         RETURNING {SCHEDULE_COLUMNS}"
+    ))
+    .bind(&name)
+    .bind(body.cron.trim())
+    .bind(&body.kind)
+    .bind(&args)
+    .bind(&target_queue)
+    .bind(body.enabled.unwrap_or(true))
+    .bind(&body.timezone)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(respond(
+        if current.is_some() {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        },
+        &saved,
+    ))
+}
+
+pub async fn delete(State(app): State<App>, Path(name): Path<String>, headers: HeaderMap) -> Result<Response, Problem> {
+    let queue = queue_of(&app)?;
+    let mut tx = queue.pool().begin().await?;
+    let current: Option<Schedule> = sqlx::query_as(&format!(
+        "SELECT {SCHEDULE_COLUMNS} FROM memwarden.schedules WHERE name = $1 FOR UPDATE"
+    ))
+    .bind(&name)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(current) = current else {
+        return Err(Problem::not_found(format!("no schedule named `{name}`")));
+    };
+    if_match_ok(&headers, Some(&current))?;
+    sqlx::query("DELETE FROM memwarden.schedules WHERE name = $1")
+        .bind(&name)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,62 @@
+//! The connection pool, reached with retry and backoff, and the migrations.
+
+use std::time::Duration;
+
+use rand::Rng;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{mask_url_password, Settings};
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+pub fn pool_options(settings: &Settings) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(settings.database.max_connections)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(settings.database.acquire_timeout.max(1)))
+}
+
+/// Connects, retrying with exponential backoff and jitter until the database answers or
+/// `stop` fires (then `None`). An unreachable database keeps the daemon in STARTING.
+pub async fn connect_with_retry(settings: &Settings, url: &str, stop: &CancellationToken) -> Option<PgPool> {
+    let options: PgConnectOptions = match url.parse() {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(url = %mask_url_password(url), error = %e, "database.url cannot be parsed");
+            return None;
+        }
+    };
+    let options = options.application_name("memwarden");
+    let mut delay = Duration::from_millis(100);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        match pool_options(settings).connect_with(options.clone()).await {
+            Ok(pool) => return Some(pool),
+            Err(e) => {
+                metrics::counter!("memwarden_db_errors_total", "op" => "connect").increment(1);
+                tracing::warn!(attempt, error = %e, retry_in_ms = delay.as_millis() as u64, "database unreachable; retrying");
+            }
+        }
+        let jitter = rand::thread_rng().gen_range(0.8..1.2);
+        tokio::select! {
+            _ = tokio::time::sleep(delay.mul_f64(jitter)) => {}
+            _ = stop.cancelled() => return None,
+        }
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}
+
+/// Counts a database error under `memwarden_db_errors_total{op}` and passes it on.
+pub fn count_error<E: std::fmt::Display>(op: &'static str) -> impl FnOnce(E) -> E {
+    move |e| {
+        metrics::counter!("memwarden_db_errors_total", "op" => op).increment(1);
+        e
+    }
+}

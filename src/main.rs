@@ -1,0 +1,5 @@
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    memwarden::cli::main(memwarden::cli::Cli::parse())
+}

@@ -1,0 +1,247 @@
+//! One claimer per queue: claims jobs in batches (`FOR UPDATE SKIP LOCKED`), keeps a small
+//! prefetch buffer, and runs each job in its own task under the queue's concurrency limit.
+//! Woken by NOTIFY, by a finished job, or by the fallback poll.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::FutureExt;
+use sqlx::Row;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::completer::{Completion, Final};
+use super::events::Event;
+use super::{Claimed, JobContext, Outcome, Queue, StopReason};
+use crate::lifecycle::{InFlight, State};
+use crate::supervisor::{panic_message, Service};
+
+pub struct Claimer {
+    queue: Queue,
+    name: String,
+}
+
+impl Claimer {
+    pub fn new(queue: Queue, name: String) -> Self {
+        Claimer { queue, name }
+    }
+}
+
+/// A claimed job waiting for a free slot, with its share of the in-flight count.
+struct Prefetched {
+    job: Claimed,
+    cancel: CancellationToken,
+    guard: InFlight,
+}
+
+#[async_trait::async_trait]
+impl Service for Claimer {
+    fn name(&self) -> String {
+        format!("claimer:{}", self.name)
+    }
+
+    async fn run(&self, stop: CancellationToken) -> anyhow::Result<()> {
+        let q = &self.queue;
+        let lifecycle = q.app().lifecycle().clone();
+        let mut state_rx = lifecycle.subscribe();
+        let waker = q.waker(&self.name);
+        let finished = Arc::new(Notify::new());
+        let running = Arc::new(AtomicUsize::new(0));
+        let mut buffer: VecDeque<Prefetched> = VecDeque::new();
+        let kinds = q.registry().kinds();
+        let beat = q.app().health().register(self.name(), Duration::from_secs(1));
+        let mut more_waiting = true;
+
+        loop {
+            beat.beat();
+            let settings = q.settings();
+            let concurrency = settings.concurrency_of(&self.name) as usize;
+            let ready = state_rx.borrow_and_update().state == State::Ready;
+
+            if !ready && !buffer.is_empty() {
+                // Draining: prefetched jobs go back without using an attempt.
+                for p in buffer.drain(..) {
+                    q.complete(Completion::new(p.job, Final::Released, None, p.guard));
+                }
+            }
+
+            while running.load(Ordering::Relaxed) < concurrency {
+                let Some(p) = buffer.pop_front() else { break };
+                running.fetch_add(1, Ordering::Relaxed);
+                self.spawn(p, running.clone(), finished.clone());
+            }
+
+            // Claim when the prefetch buffer is at most half full, up to what fills it.
+            let prefetch = settings.prefetch_of(&self.name) as usize;
+            let held = running.load(Ordering::Relaxed) + buffer.len();
+            let want = (concurrency + prefetch)
+                .saturating_sub(held)
+                .min(settings.queue.claim_batch as usize);
+            let low = buffer.len() <= prefetch / 2;
+            if ready && more_waiting && want > 0 && low && !q.is_paused(&self.name) {
+                match self.claim(&kinds, want, settings.queue.lease).await {
+                    Ok(claimed) => {
+                        more_waiting = claimed.len() == want;
+                        if !claimed.is_empty() {
+                            let tokens = q.hold(&claimed);
+                            let mut guard = lifecycle.track(claimed.len());
+                            for (job, cancel) in claimed.into_iter().zip(tokens) {
+                                let guard = guard.split_one().expect("one unit per claimed job");
+                                buffer.push_back(Prefetched { job, cancel, guard });
+                            }
+                            // Drained or stopped while claiming: hand the batch straight back.
+                            continue;
+                        }
+                    }
+                    Err(e) => {
+                        metrics::counter!("memwarden_db_errors_total", "op" => "claim").increment(1);
+                        tracing::warn!(queue = %self.name, error = %e, "claim failed");
+                        more_waiting = false;
+                    }
+                }
+            }
+
+            let poll = Duration::from_millis(settings.queue.poll_interval_ms.max(10));
+            tokio::select! {
+                _ = waker.notified() => more_waiting = true,
+                _ = finished.notified() => {}
+                _ = tokio::time::sleep(poll) => more_waiting = true,
+                changed = state_rx.changed() => {
+                    if changed.is_err() { return Ok(()); }
+                    more_waiting = true;
+                }
+                _ = stop.cancelled() => {
+                    for p in buffer.drain(..) {
+                        q.complete(Completion::new(p.job, Final::Released, None, p.guard));
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+impl Claimer {
+    async fn claim(&self, kinds: &[String], n: usize, lease: f64) -> Result<Vec<Claimed>, sqlx::Error> {
+        // `id = ANY(ARRAY(...))` keeps the update on the primary key whatever the LIMIT: joined
+        // to the CTE, a large LIMIT made the planner hash the whole table on every claim.
+        let rows = sqlx::query(
+            "WITH picked AS ( \
+               SELECT id FROM memwarden.jobs \
+               WHERE queue = $1 AND status IN ('available', 'retryable') AND run_at <= now() AND kind = ANY($2) \
+               ORDER BY priority DESC, run_at, id \
+               LIMIT $3 \
+               FOR UPDATE SKIP LOCKED) \
+             UPDATE memwarden.jobs j SET status = 'running', attempt = j.attempt + 1, lease_owner = $4, \
+               lease_expires_at = now() + make_interval(secs => $5), started_at = now(), cancel_requested_at = NULL \
+             WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) \
+             RETURNING j.id, j.kind, j.queue, j.args, j.attempt, j.max_attempts, j.run_at, j.priority",
+        )
+        .bind(&self.name)
+        .bind(kinds)
+        .bind(n as i64)
+        .bind(self.queue.worker_id())
+        .bind(lease)
+        .fetch_all(self.queue.pool())
+        .await?;
+        let mut jobs: Vec<(i16, Claimed)> = rows
+            .into_iter()
+            .map(|r| {
+                (
+                    r.get::<i16, _>("priority"),
+                    Claimed {
+                        id: r.get("id"),
+                        kind: r.get("kind"),
+                        queue: r.get("queue"),
+                        args: r.get("args"),
+                        attempt: r.get("attempt"),
+                        max_attempts: r.get("max_attempts"),
+                        run_at: r.get("run_at"),
+                    },
+                )
+            })
+            .collect();
+        jobs.sort_by(|a, b| {
+            b.0.cmp(&a.0)
+                .then(a.1.run_at.cmp(&b.1.run_at))
+                .then(a.1.id.cmp(&b.1.id))
+        });
+        Ok(jobs.into_iter().map(|(_, j)| j).collect())
+    }
+
+    fn spawn(&self, p: Prefetched, running: Arc<AtomicUsize>, finished: Arc<Notify>) {
+        let q = self.queue.clone();
+        tokio::spawn(async move {
+            let Prefetched { job, cancel, guard } = p;
+            let started = Instant::now();
+            q.mark_started(job.id);
+            let wait = (Utc::now() - job.run_at).num_milliseconds().max(0) as f64 / 1000.0;
+            metrics::histogram!("memwarden_job_wait_seconds", "kind" => job.kind.clone(), "queue" => job.queue.clone())
+                .record(wait);
+            metrics::gauge!("memwarden_jobs_in_flight", "queue" => job.queue.clone()).increment(1.0);
+            q.events().publish(Event::job("started", job.id, &job.kind, &job.queue));
+
+            let outcome = run_handler(&q, &job, cancel).await;
+
+            metrics::gauge!("memwarden_jobs_in_flight", "queue" => job.queue.clone()).decrement(1.0);
+            running.fetch_sub(1, Ordering::Relaxed);
+            finished.notify_one();
+            q.complete(Completion::new(job, outcome, Some(started.elapsed()), guard));
+        });
+    }
+}
+
+/// Runs the handler under the kind's timeout, catching panics, and decides the final word.
+async fn run_handler(q: &Queue, job: &Claimed, cancel: CancellationToken) -> Final {
+    let Some(handler) = q.registry().get(&job.kind).cloned() else {
+        return Final::Discard(format!("no handler for kind `{}` in this process", job.kind));
+    };
+    let timeout = q.timeout_of(&job.kind);
+    let ctx = JobContext {
+        id: job.id,
+        kind: job.kind.clone(),
+        args: job.args.clone(),
+        attempt: job.attempt,
+        max_attempts: job.max_attempts,
+        pool: q.pool().clone(),
+        cancel: cancel.clone(),
+        progress: q.progress_sink(job.id),
+    };
+    let mut run = std::panic::AssertUnwindSafe(handler.run(ctx)).catch_unwind().boxed();
+    let result = tokio::select! {
+        r = &mut run => Some(r),
+        _ = tokio::time::sleep(timeout) => None,
+    };
+    let result = match result {
+        Some(r) => r,
+        None => {
+            // Cooperative: fire the token, then give the handler a moment to reach a safe point.
+            q.stop_job(job.id, StopReason::TimedOut);
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut run).await;
+            return Final::TimedOut(format!("timed out after {:.1} s", timeout.as_secs_f64()));
+        }
+    };
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(panic) => Outcome::Failed(format!("panic: {}", panic_message(&*panic))),
+    };
+    // A job stopped from outside ends as its stopper says, whatever the handler returned
+    // after it noticed; a job that succeeded anyway keeps its success.
+    match (q.stop_reason(job.id), outcome) {
+        (_, Outcome::Succeeded(report)) => Final::Succeeded(report),
+        (Some(StopReason::Canceled), o) => Final::Canceled(error_of(&o).unwrap_or_else(|| "canceled".into())),
+        (Some(StopReason::Interrupted), _) => Final::Interrupted("interrupted: the stop's grace period ended".into()),
+        (Some(StopReason::TimedOut), _) => Final::TimedOut(format!("timed out after {:.1} s", timeout.as_secs_f64())),
+        (_, o) => Final::from(o),
+    }
+}
+
+fn error_of(o: &Outcome) -> Option<String> {
+    match o {
+        Outcome::Failed(e) | Outcome::RetryAfter(_, e) | Outcome::Discard(e) => Some(e.clone()),
+        _ => None,
+    }
+}

@@ -1,0 +1,346 @@
+//! Batched completions: every ending of a job (success, retry, failure, snooze, release) is
+//! written by one statement per batch that also inserts the attempt rows. Each write checks
+//! that the lease is still ours, so a zombie worker cannot overwrite a job another now holds.
+
+use std::time::Duration;
+
+use sqlx::Row;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::events::Event;
+use super::{Claimed, Outcome, Queue};
+use crate::lifecycle::InFlight;
+use crate::supervisor::Service;
+
+/// How an attempt ended, as the queue records it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Final {
+    Succeeded(serde_json::Value),
+    /// Retried with backoff while attempts remain (`outcome` failed).
+    Failed(String),
+    RetryAfter(Duration, String),
+    Discard(String),
+    Snooze(Duration),
+    TimedOut(String),
+    /// The stop's grace period ended: recorded, and the job goes back to `available`.
+    Interrupted(String),
+    Canceled(String),
+    /// Prefetched and never started: back to `available`, the attempt refunded.
+    Released,
+}
+
+impl From<Outcome> for Final {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Succeeded(v) => Final::Succeeded(v),
+            Outcome::Failed(e) => Final::Failed(e),
+            Outcome::RetryAfter(d, e) => Final::RetryAfter(d, e),
+            Outcome::Discard(e) => Final::Discard(e),
+            Outcome::Snooze(d) => Final::Snooze(d),
+        }
+    }
+}
+
+pub struct Completion {
+    pub job: Claimed,
+    pub outcome: Final,
+    pub ran_for: Option<Duration>,
+    /// Held until the completion is written: the lease counts as in flight until then.
+    _guard: InFlight,
+}
+
+impl Completion {
+    pub fn new(job: Claimed, outcome: Final, ran_for: Option<Duration>, guard: InFlight) -> Self {
+        Completion {
+            job,
+            outcome,
+            ran_for,
+            _guard: guard,
+        }
+    }
+}
+
+/// One row of the completion statement.
+struct Row_ {
+    status: &'static str,
+    delay_s: Option<f64>,
+    error: Option<String>,
+    result: Option<serde_json::Value>,
+    attempt_outcome: Option<&'static str>,
+    refund: bool,
+    bump: bool,
+}
+
+fn row_of(q: &Queue, c: &Completion) -> Row_ {
+    let job = &c.job;
+    let exhausted = job.attempt >= job.max_attempts;
+    let retry = |error: &str, delay: Duration, outcome: &'static str| Row_ {
+        status: if exhausted { "failed" } else { "retryable" },
+        delay_s: (!exhausted).then_some(delay.as_secs_f64()),
+        error: Some(error.to_string()),
+        result: None,
+        attempt_outcome: Some(outcome),
+        refund: false,
+        bump: false,
+    };
+    match &c.outcome {
+        Final::Succeeded(report) => Row_ {
+            status: "succeeded",
+            delay_s: None,
+            error: None,
+            result: Some(report.clone()),
+            attempt_outcome: Some("succeeded"),
+            refund: false,
+            bump: false,
+        },
+        Final::Failed(e) => retry(e, q.backoff_of(&job.kind).delay(job.attempt), "failed"),
+        Final::TimedOut(e) => retry(e, q.backoff_of(&job.kind).delay(job.attempt), "timed_out"),
+        Final::RetryAfter(d, e) => retry(e, *d, "failed"),
+        Final::Discard(e) => Row_ {
+            status: "failed",
+            delay_s: None,
+            error: Some(e.clone()),
+            result: None,
+            attempt_outcome: Some("failed"),
+            refund: false,
+            bump: false,
+        },
+        Final::Snooze(d) => Row_ {
+            status: "available",
+            delay_s: Some(d.as_secs_f64()),
+            error: None,
+            result: None,
+            attempt_outcome: None,
+            refund: true,
+            bump: false,
+        },
+        Final::Interrupted(e) => Row_ {
+            status: "available",
+            delay_s: Some(0.0),
+            error: Some(e.clone()),
+            result: None,
+            attempt_outcome: Some("interrupted"),
+            refund: false,
+            bump: true,
+        },
+        Final::Canceled(e) => Row_ {
+            status: "canceled",
+            delay_s: None,
+            error: Some(e.clone()),
+            result: None,
+            attempt_outcome: Some("canceled"),
+            refund: false,
+            bump: false,
+        },
+        Final::Released => Row_ {
+            status: "available",
+            delay_s: None,
+            error: None,
+            result: None,
+            attempt_outcome: None,
+            refund: true,
+            bump: false,
+        },
+    }
+}
+
+/// The lease check compares `lease_owner` with a column of `u`, not with a constant: against a
+/// constant the planner estimates one matching row from statistics taken before the jobs were
+/// claimed, and picks a nested loop that rescans `u` per job (seconds per batch). As a join
+/// clause it gets a sane estimate, and `id = ANY($2)` lets it fetch the batch by primary key
+/// rather than hash the whole table. Only running jobs have a `lease_owner`, so no status check
+/// is needed (one would steer the plan onto the partial lease index, full of dead entries
+/// during a burn-down). The attempt insert has no ON CONFLICT, whose speculative insertion
+/// costs on every row: the lease check already makes a second record of one attempt
+/// impossible, since the reaper clears the lease in the same statement that records `lost`.
+const COMPLETE_SQL: &str = "\
+WITH u AS ( \
+  SELECT * FROM unnest($2::uuid[], $3::int4[], $4::text[], $5::float8[], $6::text[], $7::jsonb[], $8::text[], $9::bool[], $10::bool[], \
+    array_fill($1::text, ARRAY[cardinality($2::uuid[])])) \
+    AS u(id, attempt, status, delay_s, error, result, outcome, refund, bump, owner)), \
+done AS ( \
+  UPDATE memwarden.jobs j SET \
+    status = u.status, \
+    run_at = CASE WHEN u.delay_s IS NULL THEN j.run_at ELSE now() + make_interval(secs => u.delay_s) END, \
+    finished_at = CASE WHEN u.status IN ('succeeded', 'failed', 'canceled') THEN now() END, \
+    last_error = COALESCE(u.error, j.last_error), \
+    result = COALESCE(u.result, j.result), \
+    progress = CASE WHEN u.status = 'succeeded' THEN 100 ELSE j.progress END, \
+    attempt = CASE WHEN u.refund THEN j.attempt - 1 ELSE j.attempt END, \
+    max_attempts = CASE WHEN u.bump THEN GREATEST(j.max_attempts, j.attempt + 1) ELSE j.max_attempts END, \
+    started_at = CASE WHEN u.refund THEN NULL ELSE j.started_at END, \
+    lease_owner = NULL, lease_expires_at = NULL, cancel_requested_at = NULL \
+  FROM u \
+  WHERE j.id = ANY($2::uuid[]) AND j.id = u.id AND j.attempt = u.attempt AND j.lease_owner = u.owner \
+  RETURNING j.id, u.attempt, u.outcome, u.error, j.started_at), \
+ins AS ( \
+  INSERT INTO memwarden.job_attempts (job_id, attempt, worker, started_at, outcome, error) \
+  SELECT id, attempt, $1, COALESCE(started_at, now()), outcome, error FROM done WHERE outcome IS NOT NULL) \
+SELECT id FROM done";
+
+pub struct Completer {
+    queue: Queue,
+}
+
+impl Completer {
+    pub fn new(queue: Queue) -> Self {
+        Completer { queue }
+    }
+
+    /// Writes one batch. Returns the ids whose lease was no longer ours.
+    async fn flush(&self, batch: &[Completion]) -> Result<Vec<Uuid>, sqlx::Error> {
+        let q = &self.queue;
+        let n = batch.len();
+        let mut ids = Vec::with_capacity(n);
+        let mut attempts = Vec::with_capacity(n);
+        let mut statuses = Vec::with_capacity(n);
+        let mut delays = Vec::with_capacity(n);
+        let mut errors = Vec::with_capacity(n);
+        let mut results = Vec::with_capacity(n);
+        let mut outcomes = Vec::with_capacity(n);
+        let mut refunds = Vec::with_capacity(n);
+        let mut bumps = Vec::with_capacity(n);
+        for c in batch {
+            let r = row_of(q, c);
+            ids.push(c.job.id);
+            attempts.push(c.job.attempt);
+            statuses.push(r.status);
+            delays.push(r.delay_s);
+            errors.push(r.error);
+            results.push(r.result);
+            outcomes.push(r.attempt_outcome);
+            refunds.push(r.refund);
+            bumps.push(r.bump);
+        }
+        let rows = sqlx::query(COMPLETE_SQL)
+            .bind(q.worker_id())
+            .bind(&ids)
+            .bind(&attempts)
+            .bind(&statuses)
+            .bind(&delays)
+            .bind(&errors)
+            .bind(&results)
+            .bind(&outcomes)
+            .bind(&refunds)
+            .bind(&bumps)
+            .fetch_all(q.pool())
+            .await?;
+        let written: std::collections::HashSet<Uuid> = rows.iter().map(|r| r.get::<Uuid, _>(0)).collect();
+        Ok(ids.into_iter().filter(|id| !written.contains(id)).collect())
+    }
+
+    fn record(&self, batch: Vec<Completion>, rejected: &[Uuid]) {
+        let q = &self.queue;
+        for c in &batch {
+            let job = &c.job;
+            if rejected.contains(&job.id) {
+                metrics::counter!("memwarden_lease_lost_total").increment(1);
+                tracing::warn!(job = %job.id, kind = %job.kind, "completion rejected: the lease is no longer ours");
+                continue;
+            }
+            let r = row_of(q, c);
+            let (event, outcome) = match (&c.outcome, r.status) {
+                (Final::Released, _) => continue,
+                (Final::Snooze(_), _) => ("snoozed", "snoozed"),
+                (Final::Interrupted(_), _) => ("interrupted", "interrupted"),
+                (_, status) => (status, status),
+            };
+            metrics::counter!("memwarden_jobs_finished_total", "kind" => job.kind.clone(), "queue" => job.queue.clone(), "outcome" => outcome)
+                .increment(1);
+            if let Some(d) = c.ran_for {
+                metrics::histogram!("memwarden_job_duration_seconds", "kind" => job.kind.clone(), "queue" => job.queue.clone())
+                    .record(d.as_secs_f64());
+            }
+            q.events()
+                .publish(Event::job(event, job.id, &job.kind, &job.queue).with_error(r.error));
+        }
+        q.unhold(batch.iter().map(|c| c.job.id));
+        // Dropping the batch drops the in-flight guards: the leases are handed in.
+        drop(batch);
+    }
+}
+
+#[async_trait::async_trait]
+impl Service for Completer {
+    fn name(&self) -> String {
+        "completer".into()
+    }
+
+    async fn run(&self, stop: CancellationToken) -> anyhow::Result<()> {
+        let Some(mut rx) = self.queue.take_completions() else {
+            anyhow::bail!("the completion receiver is already taken");
+        };
+        let result = self.serve(&mut rx, stop).await;
+        self.queue.give_back_completions(rx);
+        result
+    }
+}
+
+impl Completer {
+    async fn serve(&self, rx: &mut mpsc::UnboundedReceiver<Completion>, stop: CancellationToken) -> anyhow::Result<()> {
+        let settings = self.queue.settings();
+        let max = settings.queue.complete_batch as usize;
+        let delay = Duration::from_millis(settings.queue.complete_delay_ms);
+        let mut batch: Vec<Completion> = Vec::with_capacity(max);
+        loop {
+            if batch.is_empty() {
+                tokio::select! {
+                    c = rx.recv() => match c {
+                        Some(c) => batch.push(c),
+                        None => return Ok(()),
+                    },
+                    _ = stop.cancelled() => {
+                        // Stopping: write whatever is already queued, then end.
+                        while let Ok(c) = rx.try_recv() { batch.push(c); }
+                        if batch.is_empty() { return Ok(()); }
+                    }
+                }
+            }
+            // Gather what arrives within the delay, up to the batch size.
+            let deadline = tokio::time::Instant::now() + delay;
+            while batch.len() < max {
+                match rx.try_recv() {
+                    Ok(c) => batch.push(c),
+                    Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(c)) => batch.push(c),
+                        _ => break,
+                    },
+                }
+            }
+            let mut backoff = Duration::from_millis(50);
+            let mut failures = 0;
+            loop {
+                match self.flush(&batch).await {
+                    Ok(rejected) => {
+                        self.record(std::mem::take(&mut batch), &rejected);
+                        break;
+                    }
+                    Err(e) => {
+                        // Keep the batch and retry while the database is away: a completion must
+                        // not be lost to a passing outage. An error that is not an outage would
+                        // block every later completion, so after a few tries the batch is left
+                        // to the reaper, which records the attempts as lost and runs them again.
+                        metrics::counter!("memwarden_db_errors_total", "op" => "complete").increment(1);
+                        failures += 1;
+                        let outage = matches!(
+                            e,
+                            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+                        );
+                        if !outage && failures >= 3 {
+                            tracing::error!(error = %e, jobs = batch.len(), "completion write keeps failing; leaving these jobs to the reaper");
+                            let ids: Vec<Uuid> = batch.iter().map(|c| c.job.id).collect();
+                            self.queue.unhold(ids);
+                            batch.clear();
+                            break;
+                        }
+                        tracing::warn!(error = %e, jobs = batch.len(), "completion write failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
+        }
+    }
+}

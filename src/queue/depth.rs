@@ -1,0 +1,135 @@
+//! Queue depth: per-queue counts by status and the age of the oldest claimable job. Read on a
+//! timer into gauges (never per scrape), and on demand for `/v1/status` and `/v1/queues`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::Row;
+use tokio_util::sync::CancellationToken;
+
+use super::Queue;
+use crate::supervisor::Service;
+
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct QueueStatus {
+    pub name: String,
+    pub available: i64,
+    pub scheduled: i64,
+    pub running: i64,
+    pub retryable: i64,
+    pub failed: i64,
+    pub oldest_available_age_s: f64,
+    pub paused: bool,
+    pub concurrency: u32,
+}
+
+const DEPTH_SQL: &str = "\
+SELECT queue, \
+  count(*) FILTER (WHERE status = 'available' AND run_at <= now()) AS available, \
+  count(*) FILTER (WHERE status = 'available' AND run_at > now()) AS scheduled, \
+  count(*) FILTER (WHERE status = 'running') AS running, \
+  count(*) FILTER (WHERE status = 'retryable') AS retryable, \
+  COALESCE(EXTRACT(EPOCH FROM now() - min(run_at) FILTER (WHERE status IN ('available', 'retryable') AND run_at <= now())), 0)::float8 AS oldest \
+FROM memwarden.jobs WHERE status IN ('available', 'running', 'retryable') GROUP BY queue";
+
+impl Queue {
+    /// Every queue that is served here, has jobs, or is paused.
+    pub async fn status(&self) -> Result<Vec<QueueStatus>, sqlx::Error> {
+        let settings = self.settings();
+        let mut out: BTreeMap<String, QueueStatus> = BTreeMap::new();
+        let entry = |out: &mut BTreeMap<String, QueueStatus>, name: &str| {
+            out.entry(name.to_string())
+                .or_insert_with(|| QueueStatus {
+                    name: name.to_string(),
+                    concurrency: settings.concurrency_of(name),
+                    ..Default::default()
+                })
+                .clone()
+        };
+        for name in self.served_queues() {
+            entry(&mut out, &name);
+        }
+        for r in sqlx::query(DEPTH_SQL).fetch_all(self.pool()).await? {
+            let name: String = r.get("queue");
+            entry(&mut out, &name);
+            let s = out.get_mut(&name).expect("just inserted");
+            s.available = r.get("available");
+            s.scheduled = r.get("scheduled");
+            s.running = r.get("running");
+            s.retryable = r.get("retryable");
+            s.oldest_available_age_s = r.get("oldest");
+        }
+        let failed: Vec<(String, i64)> =
+            sqlx::query_as("SELECT queue, count(*) FROM memwarden.jobs WHERE status = 'failed' GROUP BY queue")
+                .fetch_all(self.pool())
+                .await?;
+        for (name, n) in failed {
+            entry(&mut out, &name);
+            out.get_mut(&name).expect("just inserted").failed = n;
+        }
+        let paused: Vec<String> = sqlx::query_scalar("SELECT name FROM memwarden.queues WHERE paused")
+            .fetch_all(self.pool())
+            .await?;
+        for name in paused {
+            entry(&mut out, &name);
+            out.get_mut(&name).expect("just inserted").paused = true;
+        }
+        Ok(out.into_values().collect())
+    }
+}
+
+pub struct Depth {
+    queue: Queue,
+}
+
+impl Depth {
+    pub fn new(queue: Queue) -> Self {
+        Depth { queue }
+    }
+
+    async fn refresh(&self) -> Result<(), sqlx::Error> {
+        for s in self.queue.status().await? {
+            let q = s.name.clone();
+            for (status, n) in [
+                ("available", s.available),
+                ("scheduled", s.scheduled),
+                ("running", s.running),
+                ("retryable", s.retryable),
+                ("failed", s.failed),
+            ] {
+                metrics::gauge!("memwarden_queue_depth", "queue" => q.clone(), "status" => status).set(n as f64);
+            }
+            metrics::gauge!("memwarden_queue_oldest_available_age_seconds", "queue" => q.clone())
+                .set(s.oldest_available_age_s);
+            metrics::gauge!("memwarden_queue_paused", "queue" => q).set(if s.paused { 1.0 } else { 0.0 });
+        }
+        // Also the fallback for a missed pause/resume NOTIFY.
+        self.queue.refresh_paused().await
+    }
+}
+
+#[async_trait::async_trait]
+impl Service for Depth {
+    fn name(&self) -> String {
+        "depth".into()
+    }
+
+    async fn run(&self, stop: CancellationToken) -> anyhow::Result<()> {
+        let period = Duration::from_secs_f64(self.queue.settings().queue.depth_interval);
+        let beat = self.queue.app().health().register(self.name(), period);
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => return Ok(()),
+            }
+            if let Err(e) = self.refresh().await {
+                metrics::counter!("memwarden_db_errors_total", "op" => "depth").increment(1);
+                tracing::warn!(error = %e, "queue depth not refreshed");
+            }
+            beat.beat();
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! The job's states and rows, as stored in `memwarden.jobs`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum Status {
+    Available,
+    Running,
+    Retryable,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl Status {
+    pub const TERMINAL: [Status; 3] = [Status::Succeeded, Status::Failed, Status::Canceled];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Available => "available",
+            Status::Running => "running",
+            Status::Retryable => "retryable",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Canceled => "canceled",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        Self::TERMINAL.contains(&self)
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "available" => Status::Available,
+            "running" => Status::Running,
+            "retryable" => Status::Retryable,
+            "succeeded" => Status::Succeeded,
+            "failed" => Status::Failed,
+            "canceled" | "cancelled" => Status::Canceled,
+            _ => return None,
+        })
+    }
+}
+
+/// A job as the control port shows it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct JobRow {
+    pub id: Uuid,
+    pub kind: String,
+    pub queue: String,
+    pub args: serde_json::Value,
+    pub status: String,
+    pub priority: i16,
+    pub run_at: DateTime<Utc>,
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub unique_key: Option<String>,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub progress: i16,
+    pub result: Option<serde_json::Value>,
+}
+
+impl JobRow {
+    pub const COLUMNS: &'static str =
+        "id, kind, queue, args, status, priority, run_at, attempt, max_attempts, unique_key, \
+         lease_owner, lease_expires_at, created_at, started_at, finished_at, last_error, progress, result";
+
+    /// `available` with a future `run_at` is reported as `scheduled`.
+    pub fn display_status(&self) -> &str {
+        if self.status == "available" && self.run_at > Utc::now() {
+            "scheduled"
+        } else {
+            &self.status
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct AttemptRow {
+    pub attempt: i32,
+    pub worker: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub outcome: String,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, PartialEq)]
+pub struct Reference {
+    pub resource_type: String,
+    pub resource_id: String,
+}
+
+/// A job claimed by this process.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: Uuid,
+    pub kind: String,
+    pub queue: String,
+    pub args: serde_json::Value,
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub run_at: DateTime<Utc>,
+}

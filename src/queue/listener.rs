@@ -1,0 +1,94 @@
+//! One LISTEN connection per process: job wake-ups and cross-process control (cancel,
+//! pause, resume). Without it (a transaction-mode pooler, an outage), claimers fall back to
+//! polling, `memwarden_listen_connected` reads 0, and a warning says so.
+
+use sqlx::postgres::PgListener;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{Queue, StopReason, CONTROL_CHANNEL, JOBS_CHANNEL};
+use crate::supervisor::Service;
+
+pub struct Listener {
+    queue: Queue,
+}
+
+impl Listener {
+    pub fn new(queue: Queue) -> Self {
+        Listener { queue }
+    }
+
+    fn handle_control(&self, payload: &str) {
+        let q = &self.queue;
+        match payload.split_once(':') {
+            Some(("cancel", id)) => {
+                if let Ok(id) = id.parse::<Uuid>() {
+                    if q.stop_job(id, StopReason::Canceled) {
+                        tracing::info!(job = %id, "cancel requested; stopping the job");
+                    }
+                }
+            }
+            Some(("pause", name)) => q.set_paused(name, true),
+            Some(("resume", name)) => q.set_paused(name, false),
+            _ => tracing::debug!(payload, "unknown control notification"),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Service for Listener {
+    fn name(&self) -> String {
+        "listener".into()
+    }
+
+    async fn run(&self, stop: CancellationToken) -> anyhow::Result<()> {
+        let q = &self.queue;
+        let connected = metrics::gauge!("memwarden_listen_connected");
+        let listen_url = q.settings().database.listen_url.clone();
+        let connect = async {
+            match &listen_url {
+                Some(url) => PgListener::connect(url).await,
+                None => PgListener::connect_with(q.pool()).await,
+            }
+        };
+        let mut listener = match connect.await {
+            Ok(l) => l,
+            Err(e) => {
+                connected.set(0.0);
+                tracing::warn!(error = %e, "LISTEN unavailable; falling back to polling (set database.listen_url to a direct connection when behind a pooler)");
+                return Err(e.into());
+            }
+        };
+        if let Err(e) = listener.listen_all([JOBS_CHANNEL, CONTROL_CHANNEL]).await {
+            connected.set(0.0);
+            tracing::warn!(error = %e, "LISTEN failed; falling back to polling (set database.listen_url to a direct connection when behind a pooler)");
+            return Err(e.into());
+        }
+        connected.set(1.0);
+        // Anything enqueued before LISTEN took effect would otherwise wait for the poll.
+        q.wake_all();
+        loop {
+            let next = tokio::select! {
+                n = listener.try_recv() => n,
+                _ = stop.cancelled() => return Ok(()),
+            };
+            match next {
+                Ok(Some(n)) if n.channel() == JOBS_CHANNEL => q.wake(n.payload()),
+                Ok(Some(n)) => self.handle_control(n.payload()),
+                Ok(None) => {
+                    // The connection dropped; the next try_recv reconnects. Notifications sent
+                    // meanwhile are gone, so wake everyone and re-read the paused set.
+                    connected.set(0.0);
+                    tracing::warn!("LISTEN connection lost; reconnecting");
+                    q.wake_all();
+                    let _ = q.refresh_paused().await;
+                }
+                Err(e) => {
+                    connected.set(0.0);
+                    return Err(e.into());
+                }
+            }
+            connected.set(1.0);
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! sd_notify: READY, STOPPING, STATUS, EXTEND_TIMEOUT_USEC and WATCHDOG, sent only when
+//! systemd asked for them (`NOTIFY_SOCKET`, `WATCHDOG_USEC`).
+
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+use tokio_util::sync::CancellationToken;
+
+use crate::health::Health;
+use crate::lifecycle::{Lifecycle, Snapshot, State};
+
+fn send(states: &[NotifyState]) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    if let Err(e) = sd_notify::notify(false, states) {
+        tracing::warn!(error = %e, "sd_notify failed");
+    }
+}
+
+fn status_line(s: &Snapshot) -> String {
+    format!("{} in_flight={}", s.state.as_str(), s.in_flight)
+}
+
+/// Follows the lifecycle and tells systemd about each change. Returns when `stop` fires.
+pub async fn notify_lifecycle(lifecycle: Lifecycle, grace: Duration, stop: CancellationToken) {
+    let mut rx = lifecycle.subscribe();
+    let mut last: Option<(State, usize)> = None;
+    loop {
+        let snap = rx.borrow_and_update().clone();
+        if last.map(|(s, _)| s) != Some(snap.state) {
+            match snap.state {
+                State::Ready => send(&[NotifyState::Ready, NotifyState::Status(&status_line(&snap))]),
+                State::Draining if lifecycle.is_stopping() => {
+                    // Ask for the grace period plus a margin, so systemd does not kill a drain
+                    // that is still within its bound.
+                    let usec = (grace + Duration::from_secs(5)).as_micros().min(u32::MAX as u128) as u32;
+                    send(&[
+                        NotifyState::Stopping,
+                        NotifyState::ExtendTimeoutUsec(usec),
+                        NotifyState::Status(&status_line(&snap)),
+                    ])
+                }
+                _ => send(&[NotifyState::Status(&status_line(&snap))]),
+            }
+        } else if last.map(|(_, n)| n) != Some(snap.in_flight) {
+            send(&[NotifyState::Status(&status_line(&snap))]);
+        }
+        last = Some((snap.state, snap.in_flight));
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { return },
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// Tells systemd that a stop has begun, before the drain starts.
+pub fn stopping() {
+    send(&[NotifyState::Stopping]);
+}
+
+/// Pings `WATCHDOG=1` at half of `WATCHDOG_USEC`, and only while every loop is healthy, so a
+/// stalled loop lets systemd restart us.
+pub async fn watchdog(health: Health, stop: CancellationToken) {
+    let mut usec = 0u64;
+    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+        return;
+    }
+    let period = Duration::from_micros(usec / 2);
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {},
+            _ = stop.cancelled() => return,
+        }
+        match health.stalled() {
+            None => send(&[NotifyState::Watchdog]),
+            Some(name) => tracing::error!(loop_name = %name, "loop stalled; withholding the systemd watchdog ping"),
+        }
+    }
+}

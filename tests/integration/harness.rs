@@ -1,0 +1,383 @@
+//! The test harness: one PostgreSQL per test process (`DATABASE_URL` when set, otherwise a
+//! private throwaway cluster from the local server binaries), a fresh database per test
+//! (copied from a migrated template), and the real daemon binary on a free port.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use memwarden::devdb::ThrowawayPostgres;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+pub const API: &str = "test-api-token";
+pub const ADMIN: &str = "test-admin-token";
+
+enum Server {
+    External(String),
+    Throwaway(ThrowawayPostgres),
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+static TEMPLATE: Mutex<Option<String>> = Mutex::new(None);
+
+fn server() -> &'static Server {
+    SERVER.get_or_init(|| match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Server::External(url),
+        _ => Server::Throwaway(ThrowawayPostgres::start(true).expect("starting a throwaway PostgreSQL for the tests")),
+    })
+}
+
+/// The URL of database `name` on the test server.
+pub fn url_of(name: &str) -> String {
+    match server() {
+        Server::External(url) => {
+            let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(url);
+            format!("{base}/{name}")
+        }
+        Server::Throwaway(pg) => pg.url(name),
+    }
+}
+
+pub fn throwaway() -> Option<&'static ThrowawayPostgres> {
+    match server() {
+        Server::Throwaway(pg) => Some(pg),
+        Server::External(_) => None,
+    }
+}
+
+fn admin_sql(sql: &str) {
+    let url = url_of("postgres");
+    let sql = sql.to_string();
+    // Its own thread and runtime, so it works from sync code and from inside any test runtime.
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let opts: PgConnectOptions = url.parse().unwrap();
+            let mut conn = opts.connect().await.expect("connecting to the test server");
+            sqlx::query(&sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            conn.close().await.ok();
+        })
+    })
+    .join()
+    .expect("admin sql thread");
+}
+
+/// A database of its own for one test; dropped (with FORCE) when the test ends.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    /// A fresh, migrated database.
+    pub fn migrated() -> TestDb {
+        let mut template = TEMPLATE.lock().unwrap_or_else(|e| e.into_inner());
+        if template.is_none() {
+            let name = format!("mw_template_{}", std::process::id());
+            admin_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            admin_sql(&format!("CREATE DATABASE {name}"));
+            let url = url_of(&name);
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async {
+                    let pool = PgPool::connect(&url).await.unwrap();
+                    memwarden::db::migrate(&pool).await.expect("migrating the template");
+                    memwarden::queue::probe::create_effects_table(&pool).await.unwrap();
+                    pool.close().await;
+                })
+            })
+            .join()
+            .unwrap();
+            *template = Some(name);
+        }
+        let name = format!("mw_test_{}", uuid::Uuid::new_v4().simple());
+        admin_sql(&format!("CREATE DATABASE {name} TEMPLATE {}", template.as_ref().unwrap()));
+        TestDb {
+            url: url_of(&name),
+            name,
+        }
+    }
+
+    /// A fresh database with nothing in it.
+    pub fn empty() -> TestDb {
+        let name = format!("mw_test_{}", uuid::Uuid::new_v4().simple());
+        admin_sql(&format!("CREATE DATABASE {name}"));
+        TestDb {
+            url: url_of(&name),
+            name,
+        }
+    }
+
+    pub async fn pool(&self) -> PgPool {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(5)
+            .connect(&self.url)
+            .await
+            .expect("connecting to the test database")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        admin_sql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `memwarden run` process.
+pub struct Daemon {
+    pub child: Child,
+    pub addr: String,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+pub struct DaemonBuilder {
+    database_url: Option<String>,
+    config: String,
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+    wait_ready: bool,
+}
+
+impl DaemonBuilder {
+    pub fn config(mut self, toml: &str) -> Self {
+        self.config.push_str(toml);
+        self.config.push('\n');
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn arg(mut self, a: &str) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    pub fn no_wait(mut self) -> Self {
+        self.wait_ready = false;
+        self
+    }
+
+    pub fn spawn(self) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("memwarden.toml");
+        std::fs::write(&config_path, &self.config).unwrap();
+        let log = dir.path().join("daemon.log");
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_memwarden"));
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--control-addr")
+            .arg(&addr)
+            .arg("--log-format")
+            .arg("json")
+            .args(&self.args)
+            .env_remove("DATABASE_URL")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env("MEMWARDEN_API_TOKEN", API)
+            .env("MEMWARDEN_ADMIN_TOKEN", ADMIN)
+            .env("MEMWARDEN_TESTING__PROBE_KINDS", "true")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        if let Some(url) = &self.database_url {
+            cmd.arg("--database-url").arg(url);
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawning memwarden");
+        let d = Daemon {
+            child,
+            addr,
+            log,
+            _dir: dir,
+        };
+        if self.wait_ready {
+            d.wait_ready(Duration::from_secs(20));
+        }
+        d
+    }
+}
+
+impl Daemon {
+    pub fn builder(database_url: &str) -> DaemonBuilder {
+        DaemonBuilder {
+            database_url: Some(database_url.to_string()),
+            config: String::new(),
+            env: Vec::new(),
+            args: Vec::new(),
+            wait_ready: true,
+        }
+    }
+
+    pub fn builder_without_database() -> DaemonBuilder {
+        DaemonBuilder {
+            database_url: None,
+            config: String::new(),
+            env: Vec::new(),
+            args: Vec::new(),
+            wait_ready: true,
+        }
+    }
+
+    pub fn start(database_url: &str) -> Daemon {
+        Self::builder(database_url).spawn()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Polls `/readyz` until 200; panics with the log if it never comes.
+    pub fn wait_ready(&self, limit: Duration) -> Duration {
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if http_status(&self.url("/readyz")) == Some(200) {
+                return t0.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("daemon not ready within {limit:?}; log:\n{}", self.logs());
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).expect("sending a signal");
+    }
+
+    /// Waits for the process to exit; None if it is still running after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let t0 = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if t0.elapsed() > limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking GET's status code, for polling from sync code.
+pub fn http_status(url: &str) -> Option<u16> {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+        rt.block_on(async {
+            reqwest::Client::new()
+                .get(&url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .ok()
+                .map(|r| r.status().as_u16())
+        })
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
+/// An HTTP client with the admin's dual token.
+pub fn admin_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {API}").parse().unwrap());
+    headers.insert("x-admin-token", ADMIN.parse().unwrap());
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
+}
+
+/// Waits until `check` is true, polling; panics with `what` after `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out after {limit:?} waiting for: {what}");
+}
+
+/// A Python virtualenv with the GoodMem SDK, made once under target/ and reused.
+pub fn goodmem_python() -> PathBuf {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target").join("goodmem-venv");
+        let python = venv.join("bin").join("python");
+        let ok = python.exists()
+            && Command::new(&python)
+                .args(["-c", "import goodmem, importlib.metadata as m; assert m.version('goodmem') == '0.1.43'"])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+        if !ok {
+            let status = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().expect("python3 -m venv");
+            assert!(status.success(), "creating the goodmem venv");
+            let status = Command::new(venv.join("bin").join("pip"))
+                .args(["install", "-q", "goodmem==0.1.43"])
+                .status()
+                .expect("pip install goodmem");
+            assert!(status.success(), "pip install goodmem==0.1.43");
+        }
+        python
+    })
+    .clone()
+}
+
+/// Runs a Python snippet with the GoodMem SDK; returns stdout, panics with stderr on failure.
+pub fn run_goodmem(script: &str, env: &[(&str, &str)]) -> String {
+    let python = goodmem_python();
+    let mut cmd = Command::new(python);
+    cmd.arg("-c").arg(script);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("running python");
+    assert!(
+        out.status.success(),
+        "python failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
