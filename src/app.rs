@@ -46,7 +46,12 @@ pub struct DrainReply {
 }
 
 impl App {
-    pub fn new(settings: Settings, config_path: Option<PathBuf>, overrides: Overrides, log: LogControl) -> Self {
+    pub fn new(
+        settings: Settings,
+        config_path: Option<PathBuf>,
+        overrides: Overrides,
+        log: LogControl,
+    ) -> Self {
         let (settings, _) = watch::channel(Arc::new(settings));
         let active_file = config_path
             .as_deref()
@@ -97,7 +102,11 @@ impl App {
 
     /// The config file in force, as GoodMem's `activeLicense` describes it.
     pub fn active_file(&self) -> Option<FileMetadata> {
-        self.inner.active_file.lock().expect("active file lock").clone()
+        self.inner
+            .active_file
+            .lock()
+            .expect("active file lock")
+            .clone()
     }
 
     pub fn set_active_file(&self, metadata: Option<FileMetadata>) {
@@ -120,7 +129,10 @@ impl App {
 
     /// Sends the daemon a command as if by signal; false when no daemon runs this app.
     pub fn command(&self, cmd: Command) -> bool {
-        self.inner.commands.get().is_some_and(|tx| tx.send(cmd).is_ok())
+        self.inner
+            .commands
+            .get()
+            .is_some_and(|tx| tx.send(cmd).is_ok())
     }
 
     pub fn health(&self) -> &Health {
@@ -156,16 +168,25 @@ impl App {
         let snap = lifecycle.snapshot();
         let quiesced = snap.state == State::Quiesced;
         let message = match (before, snap.state) {
-            (State::Draining | State::Quiesced, _) if quiesced => "already drained: quiesced".to_string(),
+            (State::Draining | State::Quiesced, _) if quiesced => {
+                "already drained: quiesced".to_string()
+            }
             (State::Draining | State::Quiesced, _) => {
-                format!("drain already in progress: {} jobs in flight", snap.in_flight)
+                format!(
+                    "drain already in progress: {} jobs in flight",
+                    snap.in_flight
+                )
             }
             (_, State::Quiesced) => "drained: nothing in flight".to_string(),
             (_, State::Draining) if wait.is_some() => format!(
                 "still draining after the wait: {} jobs in flight; no job was cancelled",
                 snap.in_flight
             ),
-            (_, state) => format!("drain started: {} ({} jobs in flight)", state.as_str(), snap.in_flight),
+            (_, state) => format!(
+                "drain started: {} ({} jobs in flight)",
+                state.as_str(),
+                snap.in_flight
+            ),
         };
         DrainReply {
             state: snap.state,

@@ -57,7 +57,11 @@ pub fn rss_mb() -> f64 {
 /// Creates `name` on the server of `url` (dropping any old one) and returns its URL.
 pub async fn fresh_database(url: &str, name: &str) -> Result<String> {
     let opts: PgConnectOptions = url.parse().context("DATABASE_URL is not a postgres URL")?;
-    let mut admin = opts.clone().connect().await.context("connecting to DATABASE_URL")?;
+    let mut admin = opts
+        .clone()
+        .connect()
+        .await
+        .context("connecting to DATABASE_URL")?;
     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&mut admin)
         .await?;
@@ -66,7 +70,10 @@ pub async fn fresh_database(url: &str, name: &str) -> Result<String> {
         .await?;
     admin.close().await?;
     let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(url);
-    let query = url.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+    let query = url
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
     Ok(format!("{base}/{name}{query}"))
 }
 
@@ -88,7 +95,8 @@ pub async fn queue(server_url: &str, n: usize, concurrency: u32, samples: usize)
 }
 
 async fn run_queue_bench(url: &str, n: usize, concurrency: u32, samples: usize) -> Result<()> {
-    let mut settings = Settings::from_parts("", None, &[], &Overrides::default()).map_err(anyhow::Error::msg)?;
+    let mut settings =
+        Settings::from_parts("", None, &[], &Overrides::default()).map_err(anyhow::Error::msg)?;
     settings.database.url = Some(url.to_string());
     settings.database.max_connections = 16;
     // Like graphile-worker's batched configuration (a 500-job local queue), claim far ahead.
@@ -115,7 +123,9 @@ async fn run_queue_bench(url: &str, n: usize, concurrency: u32, samples: usize) 
     for chunk in jobs.chunks(10_000) {
         enqueue::insert_jobs(&pool, chunk).await?;
     }
-    sqlx::query("VACUUM ANALYZE memwarden.jobs").execute(&pool).await?;
+    sqlx::query("VACUUM ANALYZE memwarden.jobs")
+        .execute(&pool)
+        .await?;
 
     let starts = Starts::default();
     let registry = Registry::new()
@@ -142,7 +152,10 @@ async fn run_queue_bench(url: &str, n: usize, concurrency: u32, samples: usize) 
             break;
         }
         if daemon.is_finished() {
-            bail!("the daemon stopped during the benchmark: {:?}", daemon.await);
+            bail!(
+                "the daemon stopped during the benchmark: {:?}",
+                daemon.await
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -150,11 +163,14 @@ async fn run_queue_bench(url: &str, n: usize, concurrency: u32, samples: usize) 
     let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM memwarden.job_attempts")
         .fetch_one(&pool)
         .await?;
-    let succeeded: i64 = sqlx::query_scalar("SELECT count(*) FROM memwarden.jobs WHERE status = 'succeeded'")
-        .fetch_one(&pool)
-        .await?;
+    let succeeded: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM memwarden.jobs WHERE status = 'succeeded'")
+            .fetch_one(&pool)
+            .await?;
     if succeeded as usize != n || attempts as usize != n {
-        bail!("expected {n} succeeded jobs with {n} attempt rows, found {succeeded} and {attempts}");
+        bail!(
+            "expected {n} succeeded jobs with {n} attempt rows, found {succeeded} and {attempts}"
+        );
     }
     println!(
         "memwarden N={n} C={concurrency}: {:.0} jobs/s ({dt:.2} s incl. startup)",
@@ -170,10 +186,12 @@ async fn run_queue_bench(url: &str, n: usize, concurrency: u32, samples: usize) 
         tokio::pin!(notified);
         notified.as_mut().enable();
         let t = Instant::now();
-        sqlx::query("SELECT memwarden.enqueue('bench-latency', jsonb_build_object('i', $1::bigint))")
-            .bind(i as i64)
-            .execute(&pool)
-            .await?;
+        sqlx::query(
+            "SELECT memwarden.enqueue('bench-latency', jsonb_build_object('i', $1::bigint))",
+        )
+        .bind(i as i64)
+        .execute(&pool)
+        .await?;
         let started = loop {
             if let Some(at) = starts.at.lock().expect("starts lock").get(&i).copied() {
                 break at;

@@ -13,13 +13,19 @@ use sha2::{Digest, Sha256};
 const SHORT_FORMS: &[(&str, &str)] = &[
     ("MEMWARDEN_API_TOKEN", "auth.api_token"),
     ("MEMWARDEN_ADMIN_TOKEN", "auth.admin_token"),
-    ("MEMWARDEN_ADMIN_REQUIRE_JUSTIFICATION", "admin.require_justification"),
+    (
+        "MEMWARDEN_ADMIN_REQUIRE_JUSTIFICATION",
+        "admin.require_justification",
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid TOML: {message}")]
     Syntax { path: PathBuf, message: String },
     /// A value that does not fit: always names the key.
@@ -189,7 +195,9 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { level: "info".into() }
+        Self {
+            level: "info".into(),
+        }
     }
 }
 
@@ -352,13 +360,19 @@ impl Settings {
         env: &[(String, String)],
         overrides: &Overrides,
     ) -> Result<Settings, ConfigError> {
-        let mut tree: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-            path: path.map(Path::to_path_buf).unwrap_or_default(),
-            message: e.to_string(),
-        })?;
+        let mut tree: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: path.map(Path::to_path_buf).unwrap_or_default(),
+                    message: e.to_string(),
+                })?;
 
         if let Some((_, url)) = env.iter().find(|(k, _)| k == "DATABASE_URL") {
-            set_path(&mut tree, &["database", "url"], toml::Value::String(url.clone()))?;
+            set_path(
+                &mut tree,
+                &["database", "url"],
+                toml::Value::String(url.clone()),
+            )?;
         }
         for (name, value) in env {
             let Some(rest) = name.strip_prefix("MEMWARDEN_") else {
@@ -378,10 +392,18 @@ impl Settings {
             set_path(&mut tree, &parts, scalar(value))?;
         }
         if let Some(url) = &overrides.database_url {
-            set_path(&mut tree, &["database", "url"], toml::Value::String(url.clone()))?;
+            set_path(
+                &mut tree,
+                &["database", "url"],
+                toml::Value::String(url.clone()),
+            )?;
         }
         if let Some(addr) = &overrides.control_addr {
-            set_path(&mut tree, &["control", "addr"], toml::Value::String(addr.clone()))?;
+            set_path(
+                &mut tree,
+                &["control", "addr"],
+                toml::Value::String(addr.clone()),
+            )?;
         }
         if overrides.require_justification {
             set_path(
@@ -391,10 +413,14 @@ impl Settings {
             )?;
         }
 
-        let settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
-            let key = e.path().to_string();
-            ConfigError::invalid(if key == "." { "(root)".into() } else { key }, e.inner().to_string())
-        })?;
+        let settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(tree))
+            .map_err(|e| {
+                let key = e.path().to_string();
+                ConfigError::invalid(
+                    if key == "." { "(root)".into() } else { key },
+                    e.inner().to_string(),
+                )
+            })?;
         settings.validate()?;
         Ok(settings)
     }
@@ -407,12 +433,18 @@ impl Settings {
         ] {
             if let Some(url) = url {
                 if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                    return Err(ConfigError::invalid(key, "must be a postgres:// or postgresql:// URL"));
+                    return Err(ConfigError::invalid(
+                        key,
+                        "must be a postgres:// or postgresql:// URL",
+                    ));
                 }
             }
         }
         if self.database.max_connections < 2 {
-            return Err(ConfigError::invalid("database.max_connections", "must be at least 2"));
+            return Err(ConfigError::invalid(
+                "database.max_connections",
+                "must be at least 2",
+            ));
         }
         positive("shutdown.grace_period", self.shutdown.grace_period, true)?;
         positive("queue.lease", self.queue.lease, false)?;
@@ -426,16 +458,28 @@ impl Settings {
             ));
         }
         if self.queue.claim_batch == 0 {
-            return Err(ConfigError::invalid("queue.claim_batch", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "queue.claim_batch",
+                "must be at least 1",
+            ));
         }
         if self.queue.complete_batch == 0 {
-            return Err(ConfigError::invalid("queue.complete_batch", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "queue.complete_batch",
+                "must be at least 1",
+            ));
         }
         if self.queue.default_concurrency == 0 {
-            return Err(ConfigError::invalid("queue.default_concurrency", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "queue.default_concurrency",
+                "must be at least 1",
+            ));
         }
         if self.queue.max_attempts < 1 {
-            return Err(ConfigError::invalid("queue.max_attempts", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "queue.max_attempts",
+                "must be at least 1",
+            ));
         }
         for (name, q) in &self.queues {
             if q.concurrency == 0 {
@@ -468,7 +512,10 @@ impl Settings {
         for (i, key) in self.auth.keys.iter().enumerate() {
             let at = format!("auth.keys[{i}]");
             if key.client_id.trim().is_empty() {
-                return Err(ConfigError::invalid(format!("{at}.client_id"), "must not be empty"));
+                return Err(ConfigError::invalid(
+                    format!("{at}.client_id"),
+                    "must not be empty",
+                ));
             }
             if !ids.insert(key.client_id.clone()) {
                 return Err(ConfigError::invalid(
@@ -505,7 +552,10 @@ impl Settings {
         for (i, s) in self.schedules.iter().enumerate() {
             let at = format!("schedules[{i}]");
             if s.name.trim().is_empty() {
-                return Err(ConfigError::invalid(format!("{at}.name"), "must not be empty"));
+                return Err(ConfigError::invalid(
+                    format!("{at}.name"),
+                    "must not be empty",
+                ));
             }
             if !names.insert(s.name.clone()) {
                 return Err(ConfigError::invalid(
@@ -516,7 +566,10 @@ impl Settings {
             crate::queue::cron::CronSpec::parse(&s.cron, s.timezone.as_deref())
                 .map_err(|e| ConfigError::invalid(format!("{at}.cron"), e.to_string()))?;
             if !s.args.is_object() {
-                return Err(ConfigError::invalid(format!("{at}.args"), "must be a table"));
+                return Err(ConfigError::invalid(
+                    format!("{at}.args"),
+                    "must be a table",
+                ));
             }
         }
         positive("purge.min_retention", self.purge.min_retention, true)?;
@@ -528,7 +581,10 @@ impl Settings {
             ));
         }
         if self.purge.batch_size < 1 {
-            return Err(ConfigError::invalid("purge.batch_size", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "purge.batch_size",
+                "must be at least 1",
+            ));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::invalid("log.level", e.to_string()))?;
@@ -610,7 +666,11 @@ impl Settings {
 
 fn positive(key: &str, value: f64, zero_ok: bool) -> Result<(), ConfigError> {
     if !value.is_finite() || value < 0.0 || (!zero_ok && value == 0.0) {
-        let need = if zero_ok { "zero or more" } else { "greater than zero" };
+        let need = if zero_ok {
+            "zero or more"
+        } else {
+            "greater than zero"
+        };
         return Err(ConfigError::invalid(
             key,
             format!("must be a number of seconds {need}, got {value}"),
@@ -682,7 +742,10 @@ mod tests {
     use super::*;
 
     fn load(text: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings::from_parts(text, None, &env, &Overrides::default())
     }
 
@@ -718,9 +781,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("shutdown.grace_period"), "{e}");
-        let e = load("[control]\naddr = \"nowhere\"\n", &[]).unwrap_err().to_string();
+        let e = load("[control]\naddr = \"nowhere\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("control.addr"), "{e}");
-        let e = load("", &[("MEMWARDEN_QUEUE__LEASE", "-1")]).unwrap_err().to_string();
+        let e = load("", &[("MEMWARDEN_QUEUE__LEASE", "-1")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("queue.lease"), "{e}");
         let e = load("[control]\nbogus = 1\n", &[]).unwrap_err().to_string();
         assert!(e.contains("control") && e.contains("bogus"), "{e}");
@@ -748,7 +815,10 @@ mod tests {
         )
         .unwrap();
         let shown = s.masked_toml();
-        assert!(!shown.contains("hunter2") && !shown.contains("sekrit"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("sekrit"),
+            "{shown}"
+        );
         assert!(shown.contains("postgres://u:********@h/db"), "{shown}");
     }
 }

@@ -31,10 +31,12 @@ pub async fn run(app: App, listener: TcpListener, registry: Registry) -> anyhow:
 
     tokio::spawn(crate::systemd::notify_lifecycle(
         app.lifecycle().clone(),
-        app.settings().grace_period(),
         background.clone(),
     ));
-    tokio::spawn(crate::systemd::watchdog(app.health().clone(), background.clone()));
+    tokio::spawn(crate::systemd::watchdog(
+        app.health().clone(),
+        background.clone(),
+    ));
     {
         let lifecycle = app.lifecycle().clone();
         let stop = background.clone();
@@ -50,7 +52,11 @@ pub async fn run(app: App, listener: TcpListener, registry: Registry) -> anyhow:
         });
     }
     let control_stop = CancellationToken::new();
-    let control = tokio::spawn(crate::control::serve(app.clone(), listener, control_stop.clone()));
+    let control = tokio::spawn(crate::control::serve(
+        app.clone(),
+        listener,
+        control_stop.clone(),
+    ));
 
     // STARTING: reach the database (with backoff), migrate, start the loops. A stop signal
     // here ends the process at once; a second one is not needed.
@@ -83,7 +89,9 @@ pub async fn run(app: App, listener: TcpListener, registry: Registry) -> anyhow:
     };
     app.set_database_reachable(true);
     if settings.database.migrate {
-        crate::db::migrate(&pool).await.context("running migrations")?;
+        crate::db::migrate(&pool)
+            .await
+            .context("running migrations")?;
     }
     if settings.testing.probe_kinds {
         crate::queue::probe::create_effects_table(&pool)
@@ -112,7 +120,9 @@ pub async fn run(app: App, listener: TcpListener, registry: Registry) -> anyhow:
                 let outcome = crate::reload::reload(&app);
                 tracing::info!(status = ?outcome.status, message = %outcome.message, "SIGHUP reload");
             }
-            Command::Quiet => app.lifecycle().drain(Some("SIGTSTP".into()), DrainOrigin::Quiet),
+            Command::Quiet => app
+                .lifecycle()
+                .drain(Some("SIGTSTP".into()), DrainOrigin::Quiet),
             Command::Stop => break drain_for_stop(&app, &queue, &mut commands).await,
         }
     };
@@ -142,9 +152,10 @@ async fn drain_for_stop(
     queue: &Queue,
     commands: &mut tokio::sync::mpsc::UnboundedReceiver<Command>,
 ) -> Exit {
-    crate::systemd::stopping();
-    app.lifecycle().drain(Some("stop signal".into()), DrainOrigin::Stop);
     let grace = app.settings().grace_period();
+    crate::systemd::stopping(grace);
+    app.lifecycle()
+        .drain(Some("stop signal".into()), DrainOrigin::Stop);
     let deadline = tokio::time::Instant::now() + grace;
     // After the grace period, interrupted jobs get this long to hand in their leases. Past it
     // (a job that ignores its token, a database that is away) the process exits anyway: the
@@ -186,7 +197,10 @@ impl Service for DatabaseProbe {
     }
 
     async fn run(&self, stop: CancellationToken) -> anyhow::Result<()> {
-        let beat = self.app.health().register(self.name(), Duration::from_secs(1));
+        let beat = self
+            .app
+            .health()
+            .register(self.name(), Duration::from_secs(1));
         let Some(pool) = self.app.pool().cloned() else {
             anyhow::bail!("no pool yet");
         };
@@ -197,10 +211,13 @@ impl Service for DatabaseProbe {
                 _ = tick.tick() => {}
                 _ = stop.cancelled() => return Ok(()),
             }
-            let ok = tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&pool))
-                .await
-                .map(|r| r.is_ok())
-                .unwrap_or(false);
+            let ok = tokio::time::timeout(
+                Duration::from_secs(2),
+                sqlx::query("SELECT 1").execute(&pool),
+            )
+            .await
+            .map(|r| r.is_ok())
+            .unwrap_or(false);
             if ok != self.app.database_reachable() {
                 if ok {
                     tracing::info!("database reachable again");

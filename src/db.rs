@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{mask_url_password, Settings};
@@ -15,12 +15,18 @@ pub fn pool_options(settings: &Settings) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(settings.database.max_connections)
         .min_connections(1)
-        .acquire_timeout(Duration::from_secs(settings.database.acquire_timeout.max(1)))
+        .acquire_timeout(Duration::from_secs(
+            settings.database.acquire_timeout.max(1),
+        ))
 }
 
 /// Connects, retrying with exponential backoff and jitter until the database answers or
 /// `stop` fires (then `None`). An unreachable database keeps the daemon in STARTING.
-pub async fn connect_with_retry(settings: &Settings, url: &str, stop: &CancellationToken) -> Option<PgPool> {
+pub async fn connect_with_retry(
+    settings: &Settings,
+    url: &str,
+    stop: &CancellationToken,
+) -> Option<PgPool> {
     let options: PgConnectOptions = match url.parse() {
         Ok(o) => o,
         Err(e) => {
@@ -33,7 +39,20 @@ pub async fn connect_with_retry(settings: &Settings, url: &str, stop: &Cancellat
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        match pool_options(settings).connect_with(options.clone()).await {
+        // One plain connection first: the pool's own connect retries until its acquire
+        // timeout, which would hide an outage from the log for seconds at a time.
+        let probe =
+            tokio::time::timeout(Duration::from_secs(5), PgConnection::connect_with(&options))
+                .await;
+        let result = match probe {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                pool_options(settings).connect_with(options.clone()).await
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(sqlx::Error::PoolTimedOut),
+        };
+        match result {
             Ok(pool) => return Some(pool),
             Err(e) => {
                 metrics::counter!("memwarden_db_errors_total", "op" => "connect").increment(1);

@@ -90,7 +90,11 @@ impl ThrowawayPostgres {
             .context("running pg_ctl start")?;
         if !out.status.success() {
             let log = std::fs::read_to_string(dir.join("postgres.log")).unwrap_or_default();
-            bail!("pg_ctl start failed: {}\n{}", String::from_utf8_lossy(&out.stderr), log);
+            bail!(
+                "pg_ctl start failed: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                log
+            );
         }
         Ok(this)
     }
@@ -239,9 +243,12 @@ fn unprivileged_user() -> Result<Option<(u32, u32)>> {
             return Ok(Some((uid, gid)));
         }
     }
-    bail!("running as root, and neither a `postgres` nor a `nobody` user exists to run PostgreSQL as")
+    bail!(
+        "running as root, and neither a `postgres` nor a `nobody` user exists to run PostgreSQL as"
+    )
 }
 
 fn chown(path: &Path, uid: u32, gid: u32) -> Result<()> {
-    std::os::unix::fs::chown(path, Some(uid), Some(gid)).with_context(|| format!("chown {}", path.display()))
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        .with_context(|| format!("chown {}", path.display()))
 }

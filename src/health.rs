@@ -54,7 +54,13 @@ pub struct LoopBeat {
 
 impl LoopBeat {
     pub fn beat(&self) {
-        if let Some(b) = self.health.loops.lock().expect("health lock").get_mut(&self.name) {
+        if let Some(b) = self
+            .health
+            .loops
+            .lock()
+            .expect("health lock")
+            .get_mut(&self.name)
+        {
             b.last = Instant::now();
         }
     }
@@ -62,6 +68,10 @@ impl LoopBeat {
 
 impl Drop for LoopBeat {
     fn drop(&mut self) {
-        self.health.loops.lock().expect("health lock").remove(&self.name);
+        self.health
+            .loops
+            .lock()
+            .expect("health lock")
+            .remove(&self.name);
     }
 }

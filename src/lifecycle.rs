@@ -20,7 +20,12 @@ pub enum State {
 }
 
 impl State {
-    pub const ALL: [State; 4] = [State::Starting, State::Ready, State::Draining, State::Quiesced];
+    pub const ALL: [State; 4] = [
+        State::Starting,
+        State::Ready,
+        State::Draining,
+        State::Quiesced,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -123,8 +128,8 @@ impl Lifecycle {
         };
         self.tx.send_if_modified(|s| match s.state {
             State::Draining | State::Quiesced => {
-                let upgrade =
-                    origin == DrainOrigin::Stop && s.drain.as_ref().map(|d| d.origin) != Some(DrainOrigin::Stop);
+                let upgrade = origin == DrainOrigin::Stop
+                    && s.drain.as_ref().map(|d| d.origin) != Some(DrainOrigin::Stop);
                 if upgrade {
                     s.drain = Some(info.clone());
                 }
@@ -191,7 +196,8 @@ impl Lifecycle {
     }
 
     fn release(&self, n: usize) {
-        self.tx.send_modify(|s| s.in_flight = s.in_flight.saturating_sub(n));
+        self.tx
+            .send_modify(|s| s.in_flight = s.in_flight.saturating_sub(n));
         self.settle();
     }
 
@@ -208,7 +214,10 @@ impl Lifecycle {
         });
     }
 
-    fn transition(&self, decide: impl FnOnce(&Snapshot) -> Option<(State, Option<DrainInfo>)>) -> bool {
+    fn transition(
+        &self,
+        decide: impl FnOnce(&Snapshot) -> Option<(State, Option<DrainInfo>)>,
+    ) -> bool {
         let mut decide = Some(decide);
         self.tx.send_if_modified(|s| {
             let Some((next, drain)) = (decide.take().expect("called once"))(s) else {
@@ -224,7 +233,11 @@ impl Lifecycle {
 }
 
 fn log_transition(to: State, s: &Snapshot) {
-    let reason = s.drain.as_ref().and_then(|d| d.reason.as_deref()).unwrap_or("");
+    let reason = s
+        .drain
+        .as_ref()
+        .and_then(|d| d.reason.as_deref())
+        .unwrap_or("");
     tracing::info!(
         state = to.as_str(),
         in_flight = s.in_flight,

@@ -54,7 +54,8 @@ pub fn reload(app: &App) -> ReloadOutcome {
     let Some(path) = app.config_path().map(Path::to_path_buf) else {
         return ReloadOutcome {
             status: ReloadStatus::NotFound,
-            message: "no configuration file is in use (start with --config or MEMWARDEN_CONFIG)".into(),
+            message: "no configuration file is in use (start with --config or MEMWARDEN_CONFIG)"
+                .into(),
             active: None,
         };
     };
@@ -63,7 +64,10 @@ pub fn reload(app: &App) -> ReloadOutcome {
         tracing::warn!(path = %path.display(), "config reload: file not found; keeping the active configuration");
         return ReloadOutcome {
             status: ReloadStatus::NotFound,
-            message: format!("{} not found; the active configuration is unchanged", path.display()),
+            message: format!(
+                "{} not found; the active configuration is unchanged",
+                path.display()
+            ),
             active: active_before,
         };
     }

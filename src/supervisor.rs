@@ -66,7 +66,9 @@ async fn supervise(service: Arc<dyn Service>, stop: CancellationToken) {
         }
         match result {
             Ok(Ok(())) => tracing::error!(loop_name = %name, "loop ended on its own; restarting"),
-            Ok(Err(e)) => tracing::error!(loop_name = %name, error = %format!("{e:#}"), "loop failed; restarting"),
+            Ok(Err(e)) => {
+                tracing::error!(loop_name = %name, error = %format!("{e:#}"), "loop failed; restarting")
+            }
             Err(panic) => {
                 tracing::error!(loop_name = %name, panic = %panic_message(&panic), "loop panicked; restarting")
             }

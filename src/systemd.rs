@@ -23,23 +23,15 @@ fn status_line(s: &Snapshot) -> String {
 }
 
 /// Follows the lifecycle and tells systemd about each change. Returns when `stop` fires.
-pub async fn notify_lifecycle(lifecycle: Lifecycle, grace: Duration, stop: CancellationToken) {
+pub async fn notify_lifecycle(lifecycle: Lifecycle, stop: CancellationToken) {
     let mut rx = lifecycle.subscribe();
     let mut last: Option<(State, usize)> = None;
     loop {
         let snap = rx.borrow_and_update().clone();
         if last.map(|(s, _)| s) != Some(snap.state) {
             match snap.state {
-                State::Ready => send(&[NotifyState::Ready, NotifyState::Status(&status_line(&snap))]),
-                State::Draining if lifecycle.is_stopping() => {
-                    // Ask for the grace period plus a margin, so systemd does not kill a drain
-                    // that is still within its bound.
-                    let usec = (grace + Duration::from_secs(5)).as_micros().min(u32::MAX as u128) as u32;
-                    send(&[
-                        NotifyState::Stopping,
-                        NotifyState::ExtendTimeoutUsec(usec),
-                        NotifyState::Status(&status_line(&snap)),
-                    ])
+                State::Ready => {
+                    send(&[NotifyState::Ready, NotifyState::Status(&status_line(&snap))])
                 }
                 _ => send(&[NotifyState::Status(&status_line(&snap))]),
             }
@@ -54,19 +46,34 @@ pub async fn notify_lifecycle(lifecycle: Lifecycle, grace: Duration, stop: Cance
     }
 }
 
-/// Tells systemd that a stop has begun, before the drain starts.
-pub fn stopping() {
-    send(&[NotifyState::Stopping]);
+/// Tells systemd that a stop has begun, and asks for the grace period plus a margin, so a
+/// `TimeoutStopSec` shorter than a long drain does not kill it while it is within its bound.
+pub fn stopping(grace: Duration) {
+    let usec = (grace + Duration::from_secs(5))
+        .as_micros()
+        .min(u32::MAX as u128) as u32;
+    send(&[NotifyState::Stopping, NotifyState::ExtendTimeoutUsec(usec)]);
+}
+
+/// `WATCHDOG_USEC`, when it is meant for this process: systemd also sets `WATCHDOG_PID`, and a
+/// PID that is not ours means the variable was inherited from a parent.
+fn watchdog_interval() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+    }
+    (usec > 0).then(|| Duration::from_micros(usec))
 }
 
 /// Pings `WATCHDOG=1` at half of `WATCHDOG_USEC`, and only while every loop is healthy, so a
 /// stalled loop lets systemd restart us.
 pub async fn watchdog(health: Health, stop: CancellationToken) {
-    let mut usec = 0u64;
-    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+    let Some(interval) = watchdog_interval() else {
         return;
-    }
-    let period = Duration::from_micros(usec / 2);
+    };
+    let period = interval / 2;
     let mut tick = tokio::time::interval(period);
     loop {
         tokio::select! {
@@ -75,7 +82,9 @@ pub async fn watchdog(health: Health, stop: CancellationToken) {
         }
         match health.stalled() {
             None => send(&[NotifyState::Watchdog]),
-            Some(name) => tracing::error!(loop_name = %name, "loop stalled; withholding the systemd watchdog ping"),
+            Some(name) => {
+                tracing::error!(loop_name = %name, "loop stalled; withholding the systemd watchdog ping")
+            }
         }
     }
 }

@@ -82,15 +82,16 @@ pub fn metrics() -> PrometheusHandle {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 .set_buckets(&[
-                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-                    300.0, 900.0, 3600.0,
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
                 ])
                 .expect("bucket list is not empty")
                 .build_recorder();
             let handle = recorder.handle();
             // Another recorder may already be global (a test harness); ours still renders ours.
             let _ = metrics::set_global_recorder(recorder);
-            metrics::gauge!("memwarden_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            metrics::gauge!("memwarden_build_info", "version" => env!("CARGO_PKG_VERSION"))
+                .set(1.0);
             handle
         })
         .clone()
@@ -99,6 +100,10 @@ pub fn metrics() -> PrometheusHandle {
 /// `memwarden_lifecycle_state{state}`: 1 for the current state, 0 for the others.
 pub fn publish_state(current: State) {
     for s in State::ALL {
-        metrics::gauge!("memwarden_lifecycle_state", "state" => s.as_str()).set(if s == current { 1.0 } else { 0.0 });
+        metrics::gauge!("memwarden_lifecycle_state", "state" => s.as_str()).set(if s == current {
+            1.0
+        } else {
+            0.0
+        });
     }
 }

@@ -27,7 +27,12 @@ impl Client {
     }
 
     /// Sends a request; a problem+json answer becomes an error that says what went wrong.
-    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<(StatusCode, Value)> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, Value)> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Ok(t) = std::env::var("MEMWARDEN_API_TOKEN") {
             req = req.bearer_auth(t);
@@ -52,7 +57,10 @@ impl Client {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
         if status.is_client_error() || status.is_server_error() {
-            let title = value.get("title").and_then(Value::as_str).unwrap_or("error");
+            let title = value
+                .get("title")
+                .and_then(Value::as_str)
+                .unwrap_or("error");
             let detail = value.get("detail").and_then(Value::as_str).unwrap_or("");
             return Err(anyhow!("{} {title}: {detail}", status.as_u16()));
         }

@@ -8,13 +8,18 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::client::Client;
-use super::{BenchCommand, Cli, ClientArgs, Command, ConfigCommand, EnqueueArgs, JobsCommand, RunArgs};
+use super::{
+    BenchCommand, Cli, ClientArgs, Command, ConfigCommand, EnqueueArgs, JobsCommand, RunArgs,
+};
 use crate::app::App;
 use crate::config::{Overrides, Settings};
 use crate::daemon::{self, Exit};
 
 pub fn dispatch(cli: Cli) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -51,6 +56,7 @@ fn client_for(cli: &Cli, args: &ClientArgs, timeout: Duration) -> Result<Client>
 async fn run_command(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Run(args) => run(&cli, args).await,
+        Command::Dev => super::dev::dev(cli.config.clone(), cli.log_format).await,
         Command::Migrate(args) => {
             let overrides = Overrides {
                 database_url: args.database_url.clone(),
@@ -65,7 +71,9 @@ async fn run_command(cli: Cli) -> Result<ExitCode> {
                 .connect(url)
                 .await
                 .context("connecting to the database")?;
-            crate::db::migrate(&pool).await.context("running migrations")?;
+            crate::db::migrate(&pool)
+                .await
+                .context("running migrations")?;
             println!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
@@ -92,7 +100,9 @@ async fn run_command(cli: Cli) -> Result<ExitCode> {
                 .call(
                     Method::POST,
                     "/v1/admin/drain",
-                    Some(json!({"reason": reason, "timeout_sec": wait_s, "wait_for_quiesce": wait})),
+                    Some(
+                        json!({"reason": reason, "timeout_sec": wait_s, "wait_for_quiesce": wait}),
+                    ),
                 )
                 .await?;
             println!(
@@ -113,7 +123,10 @@ async fn run_command(cli: Cli) -> Result<ExitCode> {
             println!("{}", v["state"].as_str().unwrap_or("?"));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status { json: as_json, client } => {
+        Command::Status {
+            json: as_json,
+            client,
+        } => {
             let c = client_for(&cli, client, Duration::from_secs(10))?;
             let (_, v) = c.call(Method::GET, "/v1/status", None).await?;
             if *as_json {
@@ -176,7 +189,15 @@ fn print_status(v: &Value) {
     }
     println!(
         "{:<20} {:>9} {:>9} {:>7} {:>9} {:>7} {:>10} {:>6} {:>4}",
-        "queue", "available", "scheduled", "running", "retryable", "failed", "oldest_s", "paused", "conc"
+        "queue",
+        "available",
+        "scheduled",
+        "running",
+        "retryable",
+        "failed",
+        "oldest_s",
+        "paused",
+        "conc"
     );
     for q in v["queues"].as_array().into_iter().flatten() {
         println!(
@@ -208,7 +229,10 @@ async fn enqueue(cli: &Cli, a: &EnqueueArgs) -> Result<ExitCode> {
         (None, Some(d)) => {
             let d = humantime::parse_duration(d)
                 .with_context(|| format!("--delay `{d}` is not a duration like 30s or 5m"))?;
-            Some(chrono::Utc::now() + chrono::Duration::from_std(d).context("--delay is too long")?)
+            Some(
+                chrono::Utc::now()
+                    + chrono::Duration::from_std(d).context("--delay is too long")?,
+            )
         }
         (None, None) => None,
     };
@@ -244,7 +268,12 @@ async fn jobs(cli: &Cli, cmd: &JobsCommand) -> Result<ExitCode> {
             client,
         } => {
             let mut params: Vec<(&str, String)> = Vec::new();
-            for (k, v) in [("queue", queue), ("kind", kind), ("status", status), ("cursor", cursor)] {
+            for (k, v) in [
+                ("queue", queue),
+                ("kind", kind),
+                ("status", status),
+                ("cursor", cursor),
+            ] {
                 if let Some(v) = v {
                     params.push((k, v.clone()));
                 }
@@ -254,7 +283,9 @@ async fn jobs(cli: &Cli, cmd: &JobsCommand) -> Result<ExitCode> {
             }
             let query = serde_urlencoded::to_string(&params)?;
             let c = client_for(cli, client, Duration::from_secs(30))?;
-            let (_, v) = c.call(Method::GET, &format!("/v1/jobs?{query}"), None).await?;
+            let (_, v) = c
+                .call(Method::GET, &format!("/v1/jobs?{query}"), None)
+                .await?;
             if *as_json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(ExitCode::SUCCESS);
@@ -293,7 +324,9 @@ async fn jobs(cli: &Cli, cmd: &JobsCommand) -> Result<ExitCode> {
                 "retry"
             };
             let c = client_for(cli, client, Duration::from_secs(30))?;
-            let (_, v) = c.call(Method::POST, &format!("/v1/jobs/{id}/{verb}"), None).await?;
+            let (_, v) = c
+                .call(Method::POST, &format!("/v1/jobs/{id}/{verb}"), None)
+                .await?;
             println!(
                 "{}: {}",
                 v["status"].as_str().unwrap_or("?"),
@@ -318,7 +351,11 @@ async fn jobs(cli: &Cli, cmd: &JobsCommand) -> Result<ExitCode> {
                 .await?;
             println!(
                 "{}jobs: {}  attempts: {}  references: {}",
-                if *dry_run { "would purge (dry run) " } else { "purged " },
+                if *dry_run {
+                    "would purge (dry run) "
+                } else {
+                    "purged "
+                },
                 v["jobs_purged"],
                 v["attempts_purged"],
                 v["references_purged"]

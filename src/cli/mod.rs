@@ -2,6 +2,7 @@
 
 mod client;
 mod commands;
+mod dev;
 
 use std::path::PathBuf;
 
@@ -32,6 +33,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon in the foreground.
     Run(RunArgs),
+    /// Zero-setup start: a throwaway PostgreSQL when none is configured, fresh tokens, and
+    /// the daemon in the foreground. Ctrl-C drains and cleans up.
+    Dev,
     /// Apply the database migrations and exit.
     Migrate(DbArgs),
     /// Configuration tools.

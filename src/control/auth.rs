@@ -82,7 +82,9 @@ impl Presented {
     pub fn from_request(headers: &HeaderMap, query: Option<&str>) -> Self {
         let bearer = header(headers, "authorization").and_then(|v| {
             let (scheme, rest) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim().to_string())
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| rest.trim().to_string())
         });
         let api = bearer
             .or_else(|| header(headers, "x-api-key").map(str::to_string))
@@ -96,7 +98,11 @@ impl Presented {
 }
 
 /// The outcome of checking a request against a need.
-pub fn authorize(settings: &Settings, presented: &Presented, need: Need) -> Result<Caller, Problem> {
+pub fn authorize(
+    settings: &Settings,
+    presented: &Presented,
+    need: Need,
+) -> Result<Caller, Problem> {
     if let Need::Public(route) = need {
         let required = match route {
             PublicRoute::Healthz => settings.control.require_auth_healthz,
@@ -164,10 +170,13 @@ fn check_role(caller: Caller, need: Need, settings: &Settings) -> Result<Caller,
     };
     match caller.role {
         Some(role) if allowed.iter().any(|needed| role.grants(*needed)) => Ok(caller),
-        Some(_) => Err(Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden")
-            .with_detail("this key's role does not allow this operation")),
+        Some(_) => Err(
+            Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden")
+                .with_detail("this key's role does not allow this operation"),
+        ),
         None => {
-            let admin_configured = settings.auth.admin_token.is_some() || !settings.auth.keys.is_empty();
+            let admin_configured =
+                settings.auth.admin_token.is_some() || !settings.auth.keys.is_empty();
             if admin_configured {
                 Err(Problem::new(
                     StatusCode::UNAUTHORIZED,
@@ -183,7 +192,9 @@ fn check_role(caller: Caller, need: Need, settings: &Settings) -> Result<Caller,
                     "admin_not_configured",
                     "Admin token not configured",
                 )
-                .with_detail("set auth.admin_token (MEMWARDEN_ADMIN_TOKEN) or add an [[auth.keys]] entry"))
+                .with_detail(
+                    "set auth.admin_token (MEMWARDEN_ADMIN_TOKEN) or add an [[auth.keys]] entry",
+                ))
             }
         }
     }
@@ -195,7 +206,11 @@ fn unauthorized() -> Problem {
 }
 
 /// The middleware: authorizes, then hands the `Caller` to the handler as an extension.
-pub async fn require(State((app, need)): State<(App, Need)>, mut req: Request, next: Next) -> Response {
+pub async fn require(
+    State((app, need)): State<(App, Need)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let presented = Presented::from_request(req.headers(), req.uri().query());
     match authorize(&app.settings(), &presented, need) {
         Ok(caller) => {
@@ -234,11 +249,26 @@ mod tests {
     #[test]
     fn dual_token_gives_admin() {
         let s = settings("[auth]\napi_token = \"a\"\nadmin_token = \"b\"\n");
-        let c = authorize(&s, &presented(Some("a"), Some("b")), Need::Role(Role::Admin)).unwrap();
+        let c = authorize(
+            &s,
+            &presented(Some("a"), Some("b")),
+            Need::Role(Role::Admin),
+        )
+        .unwrap();
         assert_eq!(c.role, Some(Role::Admin));
-        let e = authorize(&s, &presented(Some("a"), Some("x")), Need::Role(Role::Admin)).unwrap_err();
+        let e = authorize(
+            &s,
+            &presented(Some("a"), Some("x")),
+            Need::Role(Role::Admin),
+        )
+        .unwrap_err();
         assert_eq!(e.title, "Admin authorization required");
-        let e = authorize(&s, &presented(Some("x"), Some("b")), Need::Role(Role::Admin)).unwrap_err();
+        let e = authorize(
+            &s,
+            &presented(Some("x"), Some("b")),
+            Need::Role(Role::Admin),
+        )
+        .unwrap_err();
         assert_eq!(e.title, "Unauthorized");
     }
 
@@ -272,8 +302,23 @@ mod tests {
     #[test]
     fn public_routes_open_unless_configured() {
         let s = settings("[auth]\napi_token = \"a\"\n[control]\nrequire_auth_metrics = true\n");
-        assert!(authorize(&s, &presented(None, None), Need::Public(PublicRoute::Healthz)).is_ok());
-        assert!(authorize(&s, &presented(None, None), Need::Public(PublicRoute::Metrics)).is_err());
-        assert!(authorize(&s, &presented(Some("a"), None), Need::Public(PublicRoute::Metrics)).is_ok());
+        assert!(authorize(
+            &s,
+            &presented(None, None),
+            Need::Public(PublicRoute::Healthz)
+        )
+        .is_ok());
+        assert!(authorize(
+            &s,
+            &presented(None, None),
+            Need::Public(PublicRoute::Metrics)
+        )
+        .is_err());
+        assert!(authorize(
+            &s,
+            &presented(Some("a"), None),
+            Need::Public(PublicRoute::Metrics)
+        )
+        .is_ok());
     }
 }

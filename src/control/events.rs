@@ -26,7 +26,12 @@ pub async fn stream(
     State(app): State<App>,
     QueryParams(q): QueryParams<EventsQuery>,
 ) -> Result<impl IntoResponse, Problem> {
-    if q.justification.as_deref().map(str::trim).unwrap_or("").is_empty() {
+    if q.justification
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or("")
+        .is_empty()
+    {
         return Err(Problem::bad_request(
             "justification_required",
             "query parameter `justification`: the events stream always requires a justification",
@@ -35,8 +40,8 @@ pub async fn stream(
     let queue = queue_of(&app)?;
     let mut jobs = queue.events().subscribe();
     let mut lifecycle = app.lifecycle().subscribe();
-    let stream: std::pin::Pin<Box<dyn Stream<Item = Result<SseEvent, Infallible>> + Send>> = Box::pin(
-        async_stream::stream! {
+    let stream: std::pin::Pin<Box<dyn Stream<Item = Result<SseEvent, Infallible>> + Send>> =
+        Box::pin(async_stream::stream! {
             let first = Event::lifecycle(lifecycle.borrow_and_update().state.as_str());
             yield Ok(to_sse(&first));
             loop {
@@ -53,8 +58,7 @@ pub async fn stream(
                     }
                 }
             }
-        },
-    );
+        });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

@@ -20,9 +20,9 @@ where
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| Problem::bad_request("invalid_body", format!("cannot read the request body: {e}")))?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            Problem::bad_request("invalid_body", format!("cannot read the request body: {e}"))
+        })?;
         parse_json(&bytes).map(JsonBody)
     }
 }
@@ -38,15 +38,19 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            Problem::bad_request("malformed_json", format!("the body is not valid JSON: {inner}"))
+            Problem::bad_request(
+                "malformed_json",
+                format!("the body is not valid JSON: {inner}"),
+            )
         } else if path == "." {
             Problem::bad_request("invalid_body", format!("the body does not fit: {inner}"))
         } else {
             Problem::bad_request("invalid_field", format!("field `{path}`: {inner}"))
         }
     })?;
-    de.end()
-        .map_err(|e| Problem::bad_request("malformed_json", format!("the body is not valid JSON: {e}")))?;
+    de.end().map_err(|e| {
+        Problem::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+    })?;
     Ok(value)
 }
 
@@ -63,9 +67,14 @@ where
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or("");
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(de).map(QueryParams).map_err(|e| {
-            let path = e.path().to_string();
-            Problem::bad_request("invalid_query", format!("query parameter `{path}`: {}", e.into_inner()))
-        })
+        serde_path_to_error::deserialize(de)
+            .map(QueryParams)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                Problem::bad_request(
+                    "invalid_query",
+                    format!("query parameter `{path}`: {}", e.into_inner()),
+                )
+            })
     }
 }

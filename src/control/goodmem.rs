@@ -12,7 +12,10 @@ use crate::app::App;
 use crate::reload::{reload, ReloadOutcome};
 
 /// `POST /v1/admin/background-jobs:purge` → `{jobsPurged, attemptsPurged, referencesPurged, dryRun}`.
-pub async fn purge(State(app): State<App>, JsonBody(body): JsonBody<PurgeBody>) -> Result<Json<Value>, Problem> {
+pub async fn purge(
+    State(app): State<App>,
+    JsonBody(body): JsonBody<PurgeBody>,
+) -> Result<Json<Value>, Problem> {
     let r = run_purge(&app, body).await?;
     Ok(Json(json!({
         "jobsPurged": r.jobs_purged,

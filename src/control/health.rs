@@ -13,7 +13,10 @@ use crate::lifecycle::State as Lifecycle;
 pub async fn healthz(State(app): State<App>) -> impl IntoResponse {
     let state = app.lifecycle().state();
     match app.health().stalled() {
-        None => (StatusCode::OK, Json(json!({"status": "ok", "state": state}))),
+        None => (
+            StatusCode::OK,
+            Json(json!({"status": "ok", "state": state})),
+        ),
         Some(name) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "stalled", "state": state, "loop": name})),
@@ -24,7 +27,8 @@ pub async fn healthz(State(app): State<App>) -> impl IntoResponse {
 /// 200 only in READY. While the database is unreachable the daemon is not ready either.
 pub async fn readyz(State(app): State<App>) -> impl IntoResponse {
     let state = app.lifecycle().state();
-    let database_ok = app.pool().map(|p| !p.is_closed()).unwrap_or(false) && app.database_reachable();
+    let database_ok =
+        app.pool().map(|p| !p.is_closed()).unwrap_or(false) && app.database_reachable();
     let status = if state == Lifecycle::Ready && database_ok {
         StatusCode::OK
     } else {
@@ -38,7 +42,10 @@ pub async fn readyz(State(app): State<App>) -> impl IntoResponse {
 
 pub async fn metrics() -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         crate::telemetry::metrics().render(),
     )
 }

@@ -21,13 +21,15 @@ use crate::queue::{EnqueueError, NewJob, Queue, Status};
 
 /// The queue, or 503 while the daemon is still starting.
 pub fn queue_of(app: &App) -> Result<&Queue, Problem> {
-    app.queue()
-        .ok_or_else(|| Problem::unavailable("the daemon is starting and has not reached its database yet"))
+    app.queue().ok_or_else(|| {
+        Problem::unavailable("the daemon is starting and has not reached its database yet")
+    })
 }
 
 pub fn parse_id(raw: &str) -> Result<Uuid, Problem> {
-    raw.parse()
-        .map_err(|_| Problem::bad_request("invalid_id", format!("`{raw}` is not a job id (a UUID)")))
+    raw.parse().map_err(|_| {
+        Problem::bad_request("invalid_id", format!("`{raw}` is not a job id (a UUID)"))
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,12 +53,19 @@ pub struct EnqueueRequest {
 
 pub fn enqueue_problem(e: EnqueueError) -> Problem {
     match e {
-        EnqueueError::UnknownKind(k) => {
-            Problem::bad_request("unknown_kind", format!("field `kind`: unknown job kind `{k}`"))
+        EnqueueError::UnknownKind(k) => Problem::bad_request(
+            "unknown_kind",
+            format!("field `kind`: unknown job kind `{k}`"),
+        ),
+        EnqueueError::ArgsNotObject => {
+            Problem::bad_request("invalid_field", "field `args`: must be a JSON object")
         }
-        EnqueueError::ArgsNotObject => Problem::bad_request("invalid_field", "field `args`: must be a JSON object"),
-        EnqueueError::MaxAttempts => Problem::bad_request("invalid_field", "field `max_attempts`: must be at least 1"),
-        EnqueueError::QueueName => Problem::bad_request("invalid_field", format!("field `queue`: {e}")),
+        EnqueueError::MaxAttempts => {
+            Problem::bad_request("invalid_field", "field `max_attempts`: must be at least 1")
+        }
+        EnqueueError::QueueName => {
+            Problem::bad_request("invalid_field", format!("field `queue`: {e}"))
+        }
         EnqueueError::Database(e) => Problem::database("enqueue failed", e),
     }
 }
@@ -72,8 +81,12 @@ pub async fn enqueue(
 ) -> Result<Response, Problem> {
     let queue = queue_of(&app)?;
     if caller.role == Some(Role::Indexer) && !INDEXER_KINDS.contains(&req.kind.as_str()) {
-        return Err(Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden")
-            .with_detail(format!("an indexer may enqueue only {}", INDEXER_KINDS.join(", "))));
+        return Err(
+            Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden").with_detail(format!(
+                "an indexer may enqueue only {}",
+                INDEXER_KINDS.join(", ")
+            )),
+        );
     }
     let job = NewJob {
         kind: req.kind,
@@ -88,10 +101,11 @@ pub async fn enqueue(
     let (code, status) = if r.inserted {
         (StatusCode::CREATED, "available".to_string())
     } else {
-        let status: Option<String> = sqlx::query_scalar("SELECT status FROM memwarden.jobs WHERE id = $1")
-            .bind(r.id)
-            .fetch_optional(queue.pool())
-            .await?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM memwarden.jobs WHERE id = $1")
+                .bind(r.id)
+                .fetch_optional(queue.pool())
+                .await?;
         (StatusCode::OK, status.unwrap_or_else(|| "unknown".into()))
     };
     Ok((
@@ -126,7 +140,10 @@ pub fn page_limit(limit: Option<i64>) -> Result<i64, Problem> {
 }
 
 /// `GET /v1/jobs`: newest first; `next_cursor` and a `Link` header when there is more.
-pub async fn list(State(app): State<App>, QueryParams(q): QueryParams<ListQuery>) -> Result<Response, Problem> {
+pub async fn list(
+    State(app): State<App>,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> Result<Response, Problem> {
     let queue = queue_of(&app)?;
     let limit = page_limit(q.limit)?;
     if let Some(s) = &q.status {
@@ -149,10 +166,13 @@ pub async fn list(State(app): State<App>, QueryParams(q): QueryParams<ListQuery>
     let filter = JobFilter {
         queue: q.queue.clone(),
         kind: q.kind.clone(),
-        status: q
-            .status
-            .clone()
-            .map(|s| if s == "cancelled" { "canceled".into() } else { s }),
+        status: q.status.clone().map(|s| {
+            if s == "cancelled" {
+                "canceled".into()
+            } else {
+                s
+            }
+        }),
         before,
         limit: limit + 1,
     };
@@ -174,9 +194,15 @@ pub async fn list(State(app): State<App>, QueryParams(q): QueryParams<ListQuery>
         .collect();
     let mut headers = HeaderMap::new();
     if let Some(cursor) = &next {
-        let mut params: Vec<(String, String)> =
-            vec![("cursor".into(), cursor.clone()), ("limit".into(), limit.to_string())];
-        for (k, v) in [("queue", &q.queue), ("kind", &q.kind), ("status", &q.status)] {
+        let mut params: Vec<(String, String)> = vec![
+            ("cursor".into(), cursor.clone()),
+            ("limit".into(), limit.to_string()),
+        ];
+        for (k, v) in [
+            ("queue", &q.queue),
+            ("kind", &q.kind),
+            ("status", &q.status),
+        ] {
             if let Some(v) = v {
                 params.push((k.into(), v.clone()));
             }
@@ -209,9 +235,15 @@ fn action_problem(e: ActionError) -> Problem {
     }
 }
 
-pub async fn cancel(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
+pub async fn cancel(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
     let queue = queue_of(&app)?;
-    let reply = queue.cancel(parse_id(&id)?).await?.map_err(action_problem)?;
+    let reply = queue
+        .cancel(parse_id(&id)?)
+        .await?
+        .map_err(action_problem)?;
     Ok(Json(serde_json::to_value(reply).unwrap_or_default()))
 }
 
@@ -246,8 +278,10 @@ pub async fn run_purge(app: &App, body: PurgeBody) -> Result<PurgeReport, Proble
     let queue = queue_of(app)?;
     let settings = app.settings();
     let min = std::time::Duration::from_secs_f64(settings.purge.min_retention);
-    let cutoff = PurgeCutoff::parse(body.older_than.as_deref(), min, Utc::now()).map_err(purge_problem)?;
-    let req = PurgeRequest::new(cutoff, &body.statuses, body.limit, body.dry_run).map_err(purge_problem)?;
+    let cutoff =
+        PurgeCutoff::parse(body.older_than.as_deref(), min, Utc::now()).map_err(purge_problem)?;
+    let req = PurgeRequest::new(cutoff, &body.statuses, body.limit, body.dry_run)
+        .map_err(purge_problem)?;
     Ok(purge::purge(queue.pool(), &req, settings.purge.batch_size).await?)
 }
 

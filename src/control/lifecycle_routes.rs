@@ -49,7 +49,9 @@ pub const DEFAULT_DRAIN_WAIT_SECS: u64 = 900;
 impl DrainRequest {
     pub fn wait(&self) -> Option<Duration> {
         if self.wait_for_quiesce.unwrap_or(false) {
-            Some(Duration::from_secs(self.timeout_sec.unwrap_or(DEFAULT_DRAIN_WAIT_SECS)))
+            Some(Duration::from_secs(
+                self.timeout_sec.unwrap_or(DEFAULT_DRAIN_WAIT_SECS),
+            ))
         } else {
             None
         }
@@ -67,7 +69,8 @@ pub async fn resume(State(app): State<App>) -> Result<Json<Value>, Problem> {
         Ok(state) => Ok(Json(json!({"state": state, "message": "resumed"}))),
         Err(e @ ResumeError::Stopping) => Err(Problem::conflict("stopping", e.to_string())),
         Err(e @ ResumeError::Starting) => {
-            Err(Problem::new(StatusCode::CONFLICT, "starting", "Conflict").with_detail(e.to_string()))
+            Err(Problem::new(StatusCode::CONFLICT, "starting", "Conflict")
+                .with_detail(e.to_string()))
         }
     }
 }

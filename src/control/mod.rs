@@ -66,13 +66,24 @@ pub fn router(app: App) -> Router {
         .route("/v1/jobs/{id}/retry", post(jobs::retry))
         .route("/v1/queues/{name}/pause", post(queues::pause))
         .route("/v1/queues/{name}/resume", post(queues::resume))
-        .route("/v1/schedules/{name}", put(schedules::put).delete(schedules::delete))
+        .route(
+            "/v1/schedules/{name}",
+            put(schedules::put).delete(schedules::delete),
+        )
         .route_layer(guard(Need::Role(Role::Admin)));
 
     Router::new()
-        .merge(public("/healthz", get(health::healthz), PublicRoute::Healthz))
+        .merge(public(
+            "/healthz",
+            get(health::healthz),
+            PublicRoute::Healthz,
+        ))
         .merge(public("/readyz", get(health::readyz), PublicRoute::Readyz))
-        .merge(public("/metrics", get(health::metrics), PublicRoute::Metrics))
+        .merge(public(
+            "/metrics",
+            get(health::metrics),
+            PublicRoute::Metrics,
+        ))
         .merge(auditor)
         .merge(auditor_list)
         .merge(indexer)
@@ -103,7 +114,11 @@ fn redacted_span(req: &Request) -> tracing::Span {
 }
 
 /// Serves until `stop` fires. In-flight requests get a moment to finish.
-pub async fn serve(app: App, listener: TcpListener, stop: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
     axum::serve(
         listener,
         router(app).into_make_service_with_connect_info::<std::net::SocketAddr>(),

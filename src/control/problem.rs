@@ -46,14 +46,23 @@ impl Problem {
     }
 
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service Unavailable").with_detail(detail)
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service Unavailable",
+        )
+        .with_detail(detail)
     }
 
     /// A failure of ours. The cause goes to the log; the caller gets no internals.
     pub fn internal(context: &str, error: impl std::fmt::Display) -> Self {
         tracing::error!(%error, "{context}");
-        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal Server Error")
-            .with_detail(context.to_string())
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal Server Error",
+        )
+        .with_detail(context.to_string())
     }
 
     /// A database error: unreachable or overloaded is 503 (retry later), anything else 500.
@@ -62,7 +71,9 @@ impl Problem {
         match error {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 tracing::warn!(%error, "{context}");
-                Problem::unavailable(format!("{context}: the database is not reachable right now"))
+                Problem::unavailable(format!(
+                    "{context}: the database is not reachable right now"
+                ))
             }
             other => Problem::internal(context, other),
         }

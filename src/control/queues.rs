@@ -26,10 +26,16 @@ async fn set_paused(app: App, name: String, paused: bool) -> Result<Json<Value>,
     Ok(Json(json!({"name": name, "paused": paused})))
 }
 
-pub async fn pause(State(app): State<App>, Path(name): Path<String>) -> Result<Json<Value>, Problem> {
+pub async fn pause(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, Problem> {
     set_paused(app, name, true).await
 }
 
-pub async fn resume(State(app): State<App>, Path(name): Path<String>) -> Result<Json<Value>, Problem> {
+pub async fn resume(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, Problem> {
     set_paused(app, name, false).await
 }

@@ -49,11 +49,18 @@ fn respond(status: StatusCode, s: &Schedule) -> Response {
 
 pub async fn list(State(app): State<App>) -> Result<Json<Value>, Problem> {
     let queue = queue_of(&app)?;
-    let all: Vec<Value> = list_schedules(queue.pool()).await?.iter().map(with_next).collect();
+    let all: Vec<Value> = list_schedules(queue.pool())
+        .await?
+        .iter()
+        .map(with_next)
+        .collect();
     Ok(Json(json!({"schedules": all, "next_cursor": null})))
 }
 
-pub async fn get_one(State(app): State<App>, Path(name): Path<String>) -> Result<Response, Problem> {
+pub async fn get_one(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<Response, Problem> {
     let s = fetch(&app, &name)
         .await?
         .ok_or_else(|| Problem::not_found(format!("no schedule named `{name}`")))?;
@@ -97,7 +104,9 @@ fn if_match_ok(headers: &HeaderMap, current: Option<&Schedule>) -> Result<(), Pr
             Some(s) => wanted == "*" || wanted.split(',').any(|t| t.trim() == s.etag()),
         };
         if !ok {
-            return Err(precondition("If-Match does not match the schedule's current ETag"));
+            return Err(precondition(
+                "If-Match does not match the schedule's current ETag",
+            ));
         }
     }
     Ok(())
@@ -127,9 +136,14 @@ pub async fn put(
             "field `args`: must be a JSON object",
         ));
     }
-    let target_queue = body.queue.unwrap_or_else(|| queue.default_queue_of(&body.kind));
+    let target_queue = body
+        .queue
+        .unwrap_or_else(|| queue.default_queue_of(&body.kind));
     if !valid_queue_name(&target_queue) {
-        return Err(Problem::bad_request("invalid_field", "field `queue`: not a queue name"));
+        return Err(Problem::bad_request(
+            "invalid_field",
+            "field `queue`: not a queue name",
+        ));
     }
     let mut tx = queue.pool().begin().await?;
     let current: Option<Schedule> = sqlx::query_as(&format!(
@@ -166,7 +180,11 @@ pub async fn put(
     ))
 }
 
-pub async fn delete(State(app): State<App>, Path(name): Path<String>, headers: HeaderMap) -> Result<Response, Problem> {
+pub async fn delete(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
     let queue = queue_of(&app)?;
     let mut tx = queue.pool().begin().await?;
     let current: Option<Schedule> = sqlx::query_as(&format!(

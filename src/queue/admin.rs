@@ -76,11 +76,13 @@ impl Queue {
     }
 
     pub async fn job(&self, id: Uuid) -> Result<Option<JobDetail>, sqlx::Error> {
-        let job: Option<JobRow> =
-            sqlx::query_as(&format!("SELECT {} FROM memwarden.jobs WHERE id = $1", JobRow::COLUMNS))
-                .bind(id)
-                .fetch_optional(self.pool())
-                .await?;
+        let job: Option<JobRow> = sqlx::query_as(&format!(
+            "SELECT {} FROM memwarden.jobs WHERE id = $1",
+            JobRow::COLUMNS
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
         let Some(job) = job else { return Ok(None) };
         let attempts = sqlx::query_as(
             "SELECT attempt, worker, started_at, finished_at, outcome, error FROM memwarden.job_attempts \
@@ -137,7 +139,11 @@ impl Queue {
                 message: "canceled".into(),
             })),
             None => Ok(Err(self
-                .refusal(id, "cancel", "available, scheduled, retryable or running jobs")
+                .refusal(
+                    id,
+                    "cancel",
+                    "available, scheduled, retryable or running jobs",
+                )
                 .await?)),
         }
     }
@@ -174,15 +180,23 @@ impl Queue {
                     message: "retrying with a fresh attempt budget".into(),
                 }))
             }
-            None => Ok(Err(self.refusal(id, "retry", "failed or canceled jobs").await?)),
+            None => Ok(Err(self
+                .refusal(id, "retry", "failed or canceled jobs")
+                .await?)),
         }
     }
 
-    async fn refusal(&self, id: Uuid, action: &'static str, applies: &'static str) -> Result<ActionError, sqlx::Error> {
-        let status: Option<String> = sqlx::query_scalar("SELECT status FROM memwarden.jobs WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
+    async fn refusal(
+        &self,
+        id: Uuid,
+        action: &'static str,
+        applies: &'static str,
+    ) -> Result<ActionError, sqlx::Error> {
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM memwarden.jobs WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?;
         Ok(match status {
             None => ActionError::NotFound(id),
             Some(status) => ActionError::WrongState {
@@ -219,20 +233,30 @@ impl Queue {
     pub async fn wait_for(&self, id: Uuid) -> Result<JobRow, sqlx::Error> {
         let mut events = self.events().subscribe();
         loop {
-            let row: Option<JobRow> =
-                sqlx::query_as(&format!("SELECT {} FROM memwarden.jobs WHERE id = $1", JobRow::COLUMNS))
-                    .bind(id)
-                    .fetch_optional(self.pool())
-                    .await?;
+            let row: Option<JobRow> = sqlx::query_as(&format!(
+                "SELECT {} FROM memwarden.jobs WHERE id = $1",
+                JobRow::COLUMNS
+            ))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
             match row {
-                Some(r) if Status::parse(&r.status).is_some_and(Status::is_terminal) => return Ok(r),
+                Some(r) if Status::parse(&r.status).is_some_and(Status::is_terminal) => {
+                    return Ok(r)
+                }
                 None => return Err(sqlx::Error::RowNotFound),
                 _ => {}
             }
             let _ = tokio::time::timeout(std::time::Duration::from_millis(250), async {
                 loop {
                     match events.recv().await {
-                        Ok(e) if e.job_id == Some(id) && e.event != "progress" && e.event != "started" => return,
+                        Ok(e)
+                            if e.job_id == Some(id)
+                                && e.event != "progress"
+                                && e.event != "started" =>
+                        {
+                            return
+                        }
                         Ok(_) => continue,
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
                         Err(_) => return,
@@ -252,7 +276,9 @@ pub fn encode_cursor(id: Uuid) -> String {
 
 pub fn decode_cursor(cursor: &str) -> Option<Uuid> {
     use base64::Engine;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()?;
     let text = String::from_utf8(bytes).ok()?;
     text.strip_prefix("j1:")?.parse().ok()
 }

@@ -52,7 +52,10 @@ impl Service for Claimer {
         let running = Arc::new(AtomicUsize::new(0));
         let mut buffer: VecDeque<Prefetched> = VecDeque::new();
         let kinds = q.registry().kinds();
-        let beat = q.app().health().register(self.name(), Duration::from_secs(1));
+        let beat = q
+            .app()
+            .health()
+            .register(self.name(), Duration::from_secs(1));
         let mut more_waiting = true;
 
         loop {
@@ -97,7 +100,8 @@ impl Service for Claimer {
                         }
                     }
                     Err(e) => {
-                        metrics::counter!("memwarden_db_errors_total", "op" => "claim").increment(1);
+                        metrics::counter!("memwarden_db_errors_total", "op" => "claim")
+                            .increment(1);
                         tracing::warn!(queue = %self.name, error = %e, "claim failed");
                         more_waiting = false;
                     }
@@ -125,7 +129,12 @@ impl Service for Claimer {
 }
 
 impl Claimer {
-    async fn claim(&self, kinds: &[String], n: usize, lease: f64) -> Result<Vec<Claimed>, sqlx::Error> {
+    async fn claim(
+        &self,
+        kinds: &[String],
+        n: usize,
+        lease: f64,
+    ) -> Result<Vec<Claimed>, sqlx::Error> {
         // `id = ANY(ARRAY(...))` keeps the update on the primary key whatever the LIMIT: joined
         // to the CTE, a large LIMIT made the planner hash the whole table on every claim.
         let rows = sqlx::query(
@@ -181,15 +190,23 @@ impl Claimer {
             let wait = (Utc::now() - job.run_at).num_milliseconds().max(0) as f64 / 1000.0;
             metrics::histogram!("memwarden_job_wait_seconds", "kind" => job.kind.clone(), "queue" => job.queue.clone())
                 .record(wait);
-            metrics::gauge!("memwarden_jobs_in_flight", "queue" => job.queue.clone()).increment(1.0);
-            q.events().publish(Event::job("started", job.id, &job.kind, &job.queue));
+            metrics::gauge!("memwarden_jobs_in_flight", "queue" => job.queue.clone())
+                .increment(1.0);
+            q.events()
+                .publish(Event::job("started", job.id, &job.kind, &job.queue));
 
             let outcome = run_handler(&q, &job, cancel).await;
 
-            metrics::gauge!("memwarden_jobs_in_flight", "queue" => job.queue.clone()).decrement(1.0);
+            metrics::gauge!("memwarden_jobs_in_flight", "queue" => job.queue.clone())
+                .decrement(1.0);
             running.fetch_sub(1, Ordering::Relaxed);
             finished.notify_one();
-            q.complete(Completion::new(job, outcome, Some(started.elapsed()), guard));
+            q.complete(Completion::new(
+                job,
+                outcome,
+                Some(started.elapsed()),
+                guard,
+            ));
         });
     }
 }
@@ -197,7 +214,10 @@ impl Claimer {
 /// Runs the handler under the kind's timeout, catching panics, and decides the final word.
 async fn run_handler(q: &Queue, job: &Claimed, cancel: CancellationToken) -> Final {
     let Some(handler) = q.registry().get(&job.kind).cloned() else {
-        return Final::Discard(format!("no handler for kind `{}` in this process", job.kind));
+        return Final::Discard(format!(
+            "no handler for kind `{}` in this process",
+            job.kind
+        ));
     };
     let timeout = q.timeout_of(&job.kind);
     let ctx = JobContext {
@@ -210,7 +230,9 @@ async fn run_handler(q: &Queue, job: &Claimed, cancel: CancellationToken) -> Fin
         cancel: cancel.clone(),
         progress: q.progress_sink(job.id),
     };
-    let mut run = std::panic::AssertUnwindSafe(handler.run(ctx)).catch_unwind().boxed();
+    let mut run = std::panic::AssertUnwindSafe(handler.run(ctx))
+        .catch_unwind()
+        .boxed();
     let result = tokio::select! {
         r = &mut run => Some(r),
         _ = tokio::time::sleep(timeout) => None,
@@ -232,9 +254,15 @@ async fn run_handler(q: &Queue, job: &Claimed, cancel: CancellationToken) -> Fin
     // after it noticed; a job that succeeded anyway keeps its success.
     match (q.stop_reason(job.id), outcome) {
         (_, Outcome::Succeeded(report)) => Final::Succeeded(report),
-        (Some(StopReason::Canceled), o) => Final::Canceled(error_of(&o).unwrap_or_else(|| "canceled".into())),
-        (Some(StopReason::Interrupted), _) => Final::Interrupted("interrupted: the stop's grace period ended".into()),
-        (Some(StopReason::TimedOut), _) => Final::TimedOut(format!("timed out after {:.1} s", timeout.as_secs_f64())),
+        (Some(StopReason::Canceled), o) => {
+            Final::Canceled(error_of(&o).unwrap_or_else(|| "canceled".into()))
+        }
+        (Some(StopReason::Interrupted), _) => {
+            Final::Interrupted("interrupted: the stop's grace period ended".into())
+        }
+        (Some(StopReason::TimedOut), _) => {
+            Final::TimedOut(format!("timed out after {:.1} s", timeout.as_secs_f64()))
+        }
         (_, o) => Final::from(o),
     }
 }

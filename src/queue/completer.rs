@@ -227,7 +227,8 @@ impl Completer {
             .bind(&bumps)
             .fetch_all(q.pool())
             .await?;
-        let written: std::collections::HashSet<Uuid> = rows.iter().map(|r| r.get::<Uuid, _>(0)).collect();
+        let written: std::collections::HashSet<Uuid> =
+            rows.iter().map(|r| r.get::<Uuid, _>(0)).collect();
         Ok(ids.into_iter().filter(|id| !written.contains(id)).collect())
     }
 
@@ -279,7 +280,11 @@ impl Service for Completer {
 }
 
 impl Completer {
-    async fn serve(&self, rx: &mut mpsc::UnboundedReceiver<Completion>, stop: CancellationToken) -> anyhow::Result<()> {
+    async fn serve(
+        &self,
+        rx: &mut mpsc::UnboundedReceiver<Completion>,
+        stop: CancellationToken,
+    ) -> anyhow::Result<()> {
         let settings = self.queue.settings();
         let max = settings.queue.complete_batch as usize;
         let delay = Duration::from_millis(settings.queue.complete_delay_ms);
@@ -322,11 +327,14 @@ impl Completer {
                         // not be lost to a passing outage. An error that is not an outage would
                         // block every later completion, so after a few tries the batch is left
                         // to the reaper, which records the attempts as lost and runs them again.
-                        metrics::counter!("memwarden_db_errors_total", "op" => "complete").increment(1);
+                        metrics::counter!("memwarden_db_errors_total", "op" => "complete")
+                            .increment(1);
                         failures += 1;
                         let outage = matches!(
                             e,
-                            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+                            sqlx::Error::Io(_)
+                                | sqlx::Error::PoolTimedOut
+                                | sqlx::Error::PoolClosed
                         );
                         if !outage && failures >= 3 {
                             tracing::error!(error = %e, jobs = batch.len(), "completion write keeps failing; leaving these jobs to the reaper");

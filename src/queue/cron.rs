@@ -36,10 +36,11 @@ pub enum CronError {
 
 impl CronSpec {
     pub fn parse(expr: &str, timezone: Option<&str>) -> Result<Self, CronError> {
-        let schedule = cron::Schedule::from_str(expr.trim()).map_err(|e| CronError::Expression {
-            expr: expr.to_string(),
-            reason: e.to_string(),
-        })?;
+        let schedule =
+            cron::Schedule::from_str(expr.trim()).map_err(|e| CronError::Expression {
+                expr: expr.to_string(),
+                reason: e.to_string(),
+            })?;
         let tz = match timezone {
             None | Some("") => Tz::UTC,
             Some(name) => Tz::from_str(name).map_err(|_| CronError::TimeZone(name.to_string()))?,
@@ -69,7 +70,11 @@ impl CronSpec {
         for span in spans {
             let from = (now - span).max(after);
             let mut latest = None;
-            for t in self.schedule.after(&from.with_timezone(&self.tz)).take(100_000) {
+            for t in self
+                .schedule
+                .after(&from.with_timezone(&self.tz))
+                .take(100_000)
+            {
                 let t = t.with_timezone(&Utc);
                 if t > now {
                     break;
@@ -138,7 +143,12 @@ pub fn default_schedules(queue: &Queue) -> Vec<ScheduleConfig> {
     }];
     for (name, cron, kind, args) in [
         ("sync", "0 30 * * * *", "sync", serde_json::json!({})),
-        ("eviction", "0 15 3 * * *", "eviction", serde_json::json!({})),
+        (
+            "eviction",
+            "0 15 3 * * *",
+            "eviction",
+            serde_json::json!({}),
+        ),
         (
             "enrichment-catchup",
             "0 */5 * * * *",
@@ -164,8 +174,10 @@ pub fn default_schedules(queue: &Queue) -> Vec<ScheduleConfig> {
 /// name overrides it; schedules that left the config are removed; API schedules are untouched.
 pub async fn sync_schedules(queue: &Queue) -> Result<(), sqlx::Error> {
     let settings = queue.settings();
-    let mut wanted: Vec<(ScheduleConfig, &str)> =
-        default_schedules(queue).into_iter().map(|s| (s, "default")).collect();
+    let mut wanted: Vec<(ScheduleConfig, &str)> = default_schedules(queue)
+        .into_iter()
+        .map(|s| (s, "default"))
+        .collect();
     for s in &settings.schedules {
         wanted.retain(|(d, _)| d.name != s.name);
         wanted.push((s.clone(), "config"));
@@ -210,7 +222,11 @@ pub async fn list_schedules(pool: &PgPool) -> Result<Vec<Schedule>, sqlx::Error>
 }
 
 /// Enqueues `tick` of `name` if no replica has yet; true if this call did.
-pub async fn fire(queue: &Queue, schedule: &Schedule, tick: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+pub async fn fire(
+    queue: &Queue,
+    schedule: &Schedule,
+    tick: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
     let key = format!(
         "cron:{}:{}",
         schedule.name,
@@ -279,7 +295,11 @@ impl Service for Cron {
 
     async fn run(&self, stop: CancellationToken) -> anyhow::Result<()> {
         let lifecycle = self.queue.app().lifecycle().clone();
-        let beat = self.queue.app().health().register(self.name(), Duration::from_secs(1));
+        let beat = self
+            .queue
+            .app()
+            .health()
+            .register(self.name(), Duration::from_secs(1));
         loop {
             beat.beat();
             // DRAINING and QUIESCED stop cron; READY resumes it.

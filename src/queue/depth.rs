@@ -60,17 +60,19 @@ impl Queue {
             s.retryable = r.get("retryable");
             s.oldest_available_age_s = r.get("oldest");
         }
-        let failed: Vec<(String, i64)> =
-            sqlx::query_as("SELECT queue, count(*) FROM memwarden.jobs WHERE status = 'failed' GROUP BY queue")
-                .fetch_all(self.pool())
-                .await?;
+        let failed: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT queue, count(*) FROM memwarden.jobs WHERE status = 'failed' GROUP BY queue",
+        )
+        .fetch_all(self.pool())
+        .await?;
         for (name, n) in failed {
             entry(&mut out, &name);
             out.get_mut(&name).expect("just inserted").failed = n;
         }
-        let paused: Vec<String> = sqlx::query_scalar("SELECT name FROM memwarden.queues WHERE paused")
-            .fetch_all(self.pool())
-            .await?;
+        let paused: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM memwarden.queues WHERE paused")
+                .fetch_all(self.pool())
+                .await?;
         for name in paused {
             entry(&mut out, &name);
             out.get_mut(&name).expect("just inserted").paused = true;
@@ -98,11 +100,16 @@ impl Depth {
                 ("retryable", s.retryable),
                 ("failed", s.failed),
             ] {
-                metrics::gauge!("memwarden_queue_depth", "queue" => q.clone(), "status" => status).set(n as f64);
+                metrics::gauge!("memwarden_queue_depth", "queue" => q.clone(), "status" => status)
+                    .set(n as f64);
             }
             metrics::gauge!("memwarden_queue_oldest_available_age_seconds", "queue" => q.clone())
                 .set(s.oldest_available_age_s);
-            metrics::gauge!("memwarden_queue_paused", "queue" => q).set(if s.paused { 1.0 } else { 0.0 });
+            metrics::gauge!("memwarden_queue_paused", "queue" => q).set(if s.paused {
+                1.0
+            } else {
+                0.0
+            });
         }
         // Also the fallback for a missed pause/resume NOTIFY.
         self.queue.refresh_paused().await

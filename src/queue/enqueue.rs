@@ -92,12 +92,18 @@ impl Queue {
                 if matches!(j.max_attempts, Some(m) if m < 1) {
                     return Err(EnqueueError::MaxAttempts);
                 }
-                let queue = j.queue.take().unwrap_or_else(|| self.default_queue_of(&j.kind));
+                let queue = j
+                    .queue
+                    .take()
+                    .unwrap_or_else(|| self.default_queue_of(&j.kind));
                 if !valid_queue_name(&queue) {
                     return Err(EnqueueError::QueueName);
                 }
                 j.queue = Some(queue);
-                j.max_attempts = Some(j.max_attempts.unwrap_or_else(|| self.max_attempts_of(&j.kind)));
+                j.max_attempts = Some(
+                    j.max_attempts
+                        .unwrap_or_else(|| self.max_attempts_of(&j.kind)),
+                );
                 Ok(j)
             })
             .collect()
@@ -112,7 +118,8 @@ impl Queue {
             if r.inserted {
                 metrics::counter!("memwarden_jobs_enqueued_total", "kind" => j.kind.clone(), "queue" => queue.to_string())
                     .increment(1);
-                self.events().publish(Event::job("enqueued", r.id, &j.kind, queue));
+                self.events()
+                    .publish(Event::job("enqueued", r.id, &j.kind, queue));
             }
             self.wake(queue);
         }
@@ -127,10 +134,16 @@ impl Queue {
 
 /// The statement itself, for callers with their own executor (a transaction, the bench).
 /// Jobs must already be prepared (queue and max_attempts set).
-pub async fn insert_jobs<'e>(db: impl PgExecutor<'e> + Copy, jobs: &[NewJob]) -> Result<Vec<Enqueued>, sqlx::Error> {
+pub async fn insert_jobs<'e>(
+    db: impl PgExecutor<'e> + Copy,
+    jobs: &[NewJob],
+) -> Result<Vec<Enqueued>, sqlx::Error> {
     let ids: Vec<Uuid> = jobs.iter().map(|_| Uuid::now_v7()).collect();
     let kinds: Vec<&str> = jobs.iter().map(|j| j.kind.as_str()).collect();
-    let queues: Vec<&str> = jobs.iter().map(|j| j.queue.as_deref().unwrap_or("default")).collect();
+    let queues: Vec<&str> = jobs
+        .iter()
+        .map(|j| j.queue.as_deref().unwrap_or("default"))
+        .collect();
     let args: Vec<&serde_json::Value> = jobs.iter().map(|j| &j.args).collect();
     let priorities: Vec<i16> = jobs.iter().map(|j| j.priority).collect();
     let now = Utc::now();

@@ -241,7 +241,11 @@ impl Queue {
     }
 
     pub fn is_paused(&self, queue: &str) -> bool {
-        self.inner.paused.lock().expect("paused lock").contains(queue)
+        self.inner
+            .paused
+            .lock()
+            .expect("paused lock")
+            .contains(queue)
     }
 
     pub fn set_paused(&self, queue: &str, paused: bool) {
@@ -258,9 +262,10 @@ impl Queue {
     }
 
     pub async fn refresh_paused(&self) -> Result<(), sqlx::Error> {
-        let rows: Vec<String> = sqlx::query_scalar("SELECT name FROM memwarden.queues WHERE paused")
-            .fetch_all(&self.inner.pool)
-            .await?;
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM memwarden.queues WHERE paused")
+                .fetch_all(&self.inner.pool)
+                .await?;
         let mut set = self.inner.paused.lock().expect("paused lock");
         let was: BTreeSet<String> = std::mem::replace(&mut *set, rows.into_iter().collect());
         let resumed: Vec<String> = was.difference(&set).cloned().collect();
@@ -328,7 +333,13 @@ impl Queue {
     }
 
     fn held_ids(&self) -> Vec<Uuid> {
-        self.inner.held.lock().expect("held lock").keys().copied().collect()
+        self.inner
+            .held
+            .lock()
+            .expect("held lock")
+            .keys()
+            .copied()
+            .collect()
     }
 
     /// Jobs held by this process (running or prefetched).
@@ -397,7 +408,11 @@ impl Queue {
     }
 
     fn take_completions(&self) -> Option<mpsc::UnboundedReceiver<Completion>> {
-        self.inner.completions_rx.lock().expect("completions lock").take()
+        self.inner
+            .completions_rx
+            .lock()
+            .expect("completions lock")
+            .take()
     }
 
     fn give_back_completions(&self, rx: mpsc::UnboundedReceiver<Completion>) {

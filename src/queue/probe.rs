@@ -14,13 +14,14 @@ use super::registry::{Handler, JobContext, Outcome};
 pub struct ProbeArgs {
     /// Milliseconds to work, in 10 ms steps that watch the cancellation token.
     pub sleep_ms: u64,
+    /// Snooze (without using an attempt) until the job is this many milliseconds old.
+    pub snooze_ms: Option<u64>,
     /// Ignore cancellation while sleeping (a job that cannot stop).
     pub stubborn: bool,
     /// Fail attempts up to and including this one.
     pub fail_until_attempt: i32,
     pub discard: bool,
     pub panic: bool,
-    pub snooze_ms: Option<u64>,
     pub retry_after_ms: Option<u64>,
     /// Insert a row into `memwarden_probe_effects` keyed by the job id, counting executions.
     pub effect: bool,
@@ -44,8 +45,19 @@ impl Handler for ProbeHandler {
             return Outcome::Discard("probe asked to discard".into());
         }
         if let Some(ms) = args.snooze_ms {
-            if job.attempt <= 1 {
-                return Outcome::Snooze(Duration::from_millis(ms));
+            // A snooze refunds the attempt, so the attempt number cannot tell a first run from
+            // a snoozed one: the job's age can.
+            let young: Result<bool, sqlx::Error> = sqlx::query_scalar(
+                "SELECT now() - created_at < make_interval(secs => $2) FROM memwarden.jobs WHERE id = $1",
+            )
+            .bind(job.id)
+            .bind(ms as f64 / 1000.0)
+            .fetch_one(&job.pool)
+            .await;
+            match young {
+                Ok(true) => return Outcome::Snooze(Duration::from_millis(ms)),
+                Ok(false) => {}
+                Err(e) => return Outcome::Failed(format!("probe cannot read its job: {e}")),
             }
         }
         let steps = (args.sleep_ms / 10).max(1);

@@ -29,7 +29,11 @@ pub enum PurgeError {
 }
 
 impl PurgeCutoff {
-    pub fn parse(raw: Option<&str>, min_retention: Duration, now: DateTime<Utc>) -> Result<Self, PurgeError> {
+    pub fn parse(
+        raw: Option<&str>,
+        min_retention: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Self, PurgeError> {
         let raw = raw
             .map(str::trim)
             .filter(|s| !s.is_empty())
@@ -140,9 +144,17 @@ SELECT (SELECT count(*) FROM victims), \
   (SELECT count(*) FROM memwarden.job_references WHERE job_id IN (SELECT id FROM victims))";
 
 /// Runs a purge. Each batch is its own transaction, so millions of rows never hold one lock.
-pub async fn purge(pool: &PgPool, req: &PurgeRequest, batch_size: i64) -> Result<PurgeReport, sqlx::Error> {
+pub async fn purge(
+    pool: &PgPool,
+    req: &PurgeRequest,
+    batch_size: i64,
+) -> Result<PurgeReport, sqlx::Error> {
     let statuses: Vec<&str> = req.statuses.iter().map(|s| s.as_str()).collect();
-    let cap = if req.limit == 0 { i64::MAX } else { req.limit as i64 };
+    let cap = if req.limit == 0 {
+        i64::MAX
+    } else {
+        req.limit as i64
+    };
     if req.dry_run {
         let (jobs, attempts, references): (i64, i64, i64) = sqlx::query_as(PURGE_COUNT_SQL)
             .bind(&statuses)
@@ -225,7 +237,10 @@ impl Handler for PurgeHandler {
         let cutoff = match (&args.older_than, args.retention_s) {
             (Some(raw), _) => PurgeCutoff::parse(Some(raw), self.min_retention, now),
             (None, Some(secs)) if secs.is_finite() && secs >= self.min_retention.as_secs_f64() => {
-                Ok(PurgeCutoff::from_retention(Duration::from_secs_f64(secs), now))
+                Ok(PurgeCutoff::from_retention(
+                    Duration::from_secs_f64(secs),
+                    now,
+                ))
             }
             (None, Some(secs)) => Err(PurgeError::TooRecent {
                 given: format!("retention_s = {secs}"),
@@ -233,7 +248,9 @@ impl Handler for PurgeHandler {
             }),
             (None, None) => Err(PurgeError::MissingCutoff),
         };
-        let req = match cutoff.and_then(|c| PurgeRequest::new(c, &args.statuses, args.limit, args.dry_run)) {
+        let req = match cutoff
+            .and_then(|c| PurgeRequest::new(c, &args.statuses, args.limit, args.dry_run))
+        {
             Ok(r) => r,
             Err(e) => return Outcome::Discard(e.to_string()),
         };
@@ -278,7 +295,10 @@ mod tests {
         ));
         let old = (now - chrono::Duration::minutes(61)).to_rfc3339();
         assert!(PurgeCutoff::parse(Some(&old), hour, now).is_ok());
-        assert_eq!(PurgeCutoff::parse(None, hour, now), Err(PurgeError::MissingCutoff));
+        assert_eq!(
+            PurgeCutoff::parse(None, hour, now),
+            Err(PurgeError::MissingCutoff)
+        );
         assert!(matches!(
             PurgeCutoff::parse(Some("yesterday"), hour, now),
             Err(PurgeError::BadTimestamp(_))

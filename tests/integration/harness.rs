@@ -27,7 +27,9 @@ static TEMPLATE: Mutex<Option<String>> = Mutex::new(None);
 fn server() -> &'static Server {
     SERVER.get_or_init(|| match std::env::var("DATABASE_URL") {
         Ok(url) if !url.is_empty() => Server::External(url),
-        _ => Server::Throwaway(ThrowawayPostgres::start(true).expect("starting a throwaway PostgreSQL for the tests")),
+        _ => Server::Throwaway(
+            ThrowawayPostgres::start(true).expect("starting a throwaway PostgreSQL for the tests"),
+        ),
     })
 }
 
@@ -42,23 +44,22 @@ pub fn url_of(name: &str) -> String {
     }
 }
 
-pub fn throwaway() -> Option<&'static ThrowawayPostgres> {
-    match server() {
-        Server::Throwaway(pg) => Some(pg),
-        Server::External(_) => None,
-    }
-}
-
 fn admin_sql(sql: &str) {
     let url = url_of("postgres");
     let sql = sql.to_string();
     // Its own thread and runtime, so it works from sync code and from inside any test runtime.
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let opts: PgConnectOptions = url.parse().unwrap();
             let mut conn = opts.connect().await.expect("connecting to the test server");
-            sqlx::query(&sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            sqlx::query(&sql)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
             conn.close().await.ok();
         })
     })
@@ -82,11 +83,18 @@ impl TestDb {
             admin_sql(&format!("CREATE DATABASE {name}"));
             let url = url_of(&name);
             std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async {
                     let pool = PgPool::connect(&url).await.unwrap();
-                    memwarden::db::migrate(&pool).await.expect("migrating the template");
-                    memwarden::queue::probe::create_effects_table(&pool).await.unwrap();
+                    memwarden::db::migrate(&pool)
+                        .await
+                        .expect("migrating the template");
+                    memwarden::queue::probe::create_effects_table(&pool)
+                        .await
+                        .unwrap();
                     pool.close().await;
                 })
             })
@@ -95,7 +103,10 @@ impl TestDb {
             *template = Some(name);
         }
         let name = format!("mw_test_{}", uuid::Uuid::new_v4().simple());
-        admin_sql(&format!("CREATE DATABASE {name} TEMPLATE {}", template.as_ref().unwrap()));
+        admin_sql(&format!(
+            "CREATE DATABASE {name} TEMPLATE {}",
+            template.as_ref().unwrap()
+        ));
         TestDb {
             url: url_of(&name),
             name,
@@ -123,12 +134,19 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        admin_sql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        admin_sql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
     }
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running `memwarden run` process.
@@ -143,11 +161,16 @@ pub struct DaemonBuilder {
     database_url: Option<String>,
     config: String,
     env: Vec<(String, String)>,
-    args: Vec<String>,
     wait_ready: bool,
+    admin_token: bool,
 }
 
 impl DaemonBuilder {
+    pub fn without_admin_token(mut self) -> Self {
+        self.admin_token = false;
+        self
+    }
+
     pub fn config(mut self, toml: &str) -> Self {
         self.config.push_str(toml);
         self.config.push('\n');
@@ -156,11 +179,6 @@ impl DaemonBuilder {
 
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.into(), v.into()));
-        self
-    }
-
-    pub fn arg(mut self, a: &str) -> Self {
-        self.args.push(a.into());
         self
     }
 
@@ -184,17 +202,20 @@ impl DaemonBuilder {
             .arg(&addr)
             .arg("--log-format")
             .arg("json")
-            .args(&self.args)
             .env_remove("DATABASE_URL")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
             .env("MEMWARDEN_API_TOKEN", API)
-            .env("MEMWARDEN_ADMIN_TOKEN", ADMIN)
             .env("MEMWARDEN_TESTING__PROBE_KINDS", "true")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
+        if self.admin_token {
+            cmd.env("MEMWARDEN_ADMIN_TOKEN", ADMIN);
+        } else {
+            cmd.env_remove("MEMWARDEN_ADMIN_TOKEN");
+        }
         if let Some(url) = &self.database_url {
             cmd.arg("--database-url").arg(url);
         }
@@ -221,18 +242,8 @@ impl Daemon {
             database_url: Some(database_url.to_string()),
             config: String::new(),
             env: Vec::new(),
-            args: Vec::new(),
             wait_ready: true,
-        }
-    }
-
-    pub fn builder_without_database() -> DaemonBuilder {
-        DaemonBuilder {
-            database_url: None,
-            config: String::new(),
-            env: Vec::new(),
-            args: Vec::new(),
-            wait_ready: true,
+            admin_token: true,
         }
     }
 
@@ -261,7 +272,8 @@ impl Daemon {
     }
 
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).expect("sending a signal");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig)
+            .expect("sending a signal");
     }
 
     /// Waits for the process to exit; None if it is still running after `limit`.
@@ -276,6 +288,61 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
+    }
+
+    /// GET with the admin's dual token.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        admin_client()
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    /// POST a JSON body with the admin's dual token.
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        admin_client()
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.get(path).await.json().await.expect("a JSON body")
+    }
+
+    /// The lifecycle state from `/v1/status`.
+    pub async fn state(&self) -> String {
+        self.get_json("/v1/status").await["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// SIGTSTP, then wait for QUIESCED: nothing is claimed until `resume`.
+    pub async fn quiet(&self) {
+        self.signal(nix::sys::signal::Signal::SIGTSTP);
+        eventually(Duration::from_secs(3), "QUIESCED after SIGTSTP", || async {
+            self.state().await == "QUIESCED"
+        })
+        .await;
+    }
+
+    /// Enqueues through `POST /v1/jobs`; returns the reply (`id`, `status`, `duplicate`).
+    pub async fn enqueue(&self, body: serde_json::Value) -> serde_json::Value {
+        let r = self.post("/v1/jobs", body).await;
+        assert!(r.status().is_success(), "enqueue: {}", r.status());
+        r.json().await.expect("a JSON body")
+    }
+
+    /// Enqueues a `probe` job with these args; returns its id.
+    pub async fn probe(&self, args: serde_json::Value) -> String {
+        let v = self
+            .enqueue(serde_json::json!({"kind": "probe", "args": args}))
+            .await;
+        v["id"].as_str().expect("an id").to_string()
     }
 
     pub fn logs(&self) -> String {
@@ -298,7 +365,10 @@ impl Drop for Daemon {
 pub fn http_status(url: &str) -> Option<u16> {
     let url = url.to_string();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
         rt.block_on(async {
             reqwest::Client::new()
                 .get(&url)
@@ -319,7 +389,10 @@ pub fn admin_client() -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("authorization", format!("Bearer {API}").parse().unwrap());
     headers.insert("x-admin-token", ADMIN.parse().unwrap());
-    reqwest::Client::builder().default_headers(headers).build().unwrap()
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 /// Waits until `check` is true, polling; panics with `what` after `limit`.
@@ -380,4 +453,26 @@ pub fn run_goodmem(script: &str, env: &[(&str, &str)]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub async fn count(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
+}
+
+pub async fn job_status(pool: &PgPool, id: &str) -> String {
+    sqlx::query_scalar("SELECT status FROM memwarden.jobs WHERE id = $1::uuid")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .expect("the job exists")
+}
+
+/// Waits until the job has this status.
+pub async fn wait_job(pool: &PgPool, id: &str, status: &str) {
+    eventually(
+        Duration::from_secs(10),
+        &format!("job {id} is {status}"),
+        || async { job_status(pool, id).await == status },
+    )
+    .await;
 }

@@ -1,0 +1,90 @@
+//! `memwarden config check` and `memwarden migrate`, as an operator runs them.
+
+use std::process::Command;
+
+use crate::harness::TestDb;
+
+fn memwarden(args: &[&str], config: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memwarden.toml");
+    std::fs::write(&path, config).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_memwarden"))
+        .args(args)
+        .arg("--config")
+        .arg(&path)
+        .env_remove("DATABASE_URL")
+        .env_remove("MEMWARDEN_API_TOKEN")
+        .env_remove("MEMWARDEN_ADMIN_TOKEN")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn config_check_names_the_bad_key_and_exits_non_zero() {
+    for (config, key) in [
+        (
+            "[shutdown]\ngrace_period = \"soon\"\n",
+            "shutdown.grace_period",
+        ),
+        ("[control]\naddr = \"localhost\"\n", "control.addr"),
+        (
+            "[queues.default]\nconcurrency = 0\n",
+            "queues.default.concurrency",
+        ),
+        (
+            "[[schedules]]\nname = \"x\"\ncron = \"daily\"\nkind = \"job-purge\"\n",
+            "schedules[0].cron",
+        ),
+        ("[database]\nurl = \"mysql://nope\"\n", "database.url"),
+        ("[control\n", "not valid TOML"),
+    ] {
+        let out = memwarden(&["config", "check"], config);
+        assert!(!out.status.success(), "{config}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "`{config}` -> {err}");
+    }
+}
+
+#[test]
+fn config_check_prints_the_effective_config_with_secrets_masked() {
+    let out = memwarden(
+        &["config", "check"],
+        "[database]\nurl = \"postgres://app:hunter2@db/mem\"\n[auth]\napi_token = \"s3cret-api\"\nadmin_token = \"s3cret-admin\"\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("postgres://app:********@db/mem"), "{shown}");
+    for secret in ["hunter2", "s3cret-api", "s3cret-admin"] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    assert!(
+        shown.contains("grace_period = 25.0"),
+        "defaults are shown: {shown}"
+    );
+}
+
+#[tokio::test]
+async fn migrate_creates_the_schema_and_is_idempotent() {
+    let db = TestDb::empty();
+    for _ in 0..2 {
+        let out = memwarden(&["migrate", "--database-url", &db.url], "");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let pool = db.pool().await;
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'memwarden' ORDER BY 1")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    for t in ["job_attempts", "job_references", "jobs", "schedules"] {
+        assert!(tables.contains(&t.to_string()), "{tables:?}");
+    }
+}

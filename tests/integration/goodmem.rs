@@ -1,0 +1,168 @@
+//! The GoodMem Python SDK (goodmem==0.1.43, from PyPI) against memwarden, unchanged.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::{eventually, http_status, run_goodmem, Daemon, TestDb};
+
+const ADMIN_KEY: &str = "goodmem-admin-key";
+
+fn daemon(db: &TestDb) -> Daemon {
+    Daemon::builder(&db.url)
+        .config(&format!("[[auth.keys]]\nclient_id = \"goodmem-sdk\"\nrole = \"admin\"\ntoken = \"{ADMIN_KEY}\"\n"))
+        .spawn()
+}
+
+#[tokio::test]
+async fn sdk_drain_then_resume() {
+    let db = TestDb::migrated();
+    let d = daemon(&db);
+    let out = run_goodmem(
+        "import os, json\n\
+         from goodmem import Goodmem\n\
+         c = Goodmem(base_url=os.environ['BASE'], api_key=os.environ['KEY'])\n\
+         r = c.admin.drain(timeout_sec=0)\n\
+         print(json.dumps({'state': r.state, 'quiesced': r.quiesced, 'message': r.message}))\n",
+        &[("BASE", &format!("http://{}", d.addr)), ("KEY", ADMIN_KEY)],
+    );
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(v["state"] == "DRAINING" || v["state"] == "QUIESCED", "{v}");
+    assert_eq!(v["quiesced"], v["state"] == "QUIESCED");
+    assert_eq!(http_status(&d.url("/readyz")), Some(503));
+
+    let r = reqwest::Client::new()
+        .post(d.url("/v1/admin/resume"))
+        .header("x-api-key", ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    eventually(Duration::from_secs(3), "READY again", || async {
+        http_status(&d.url("/readyz")) == Some(200)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sdk_purge_dry_run_then_real() {
+    let db = TestDb::migrated();
+    let pool = db.pool().await;
+    let d = daemon(&db);
+    // Terminal jobs from two days ago, with attempts and references; plus fresh and live ones.
+    sqlx::query(
+        "INSERT INTO memwarden.jobs (id, kind, status, attempt, finished_at, created_at) \
+         SELECT gen_random_uuid(), 'probe', (ARRAY['succeeded','failed','canceled'])[1 + g % 3], 1, \
+                now() - interval '2 days', now() - interval '2 days' FROM generate_series(1, 30) g",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO memwarden.job_attempts (job_id, attempt, worker, started_at, finished_at, outcome) \
+         SELECT id, 1, 'w', finished_at, finished_at, 'succeeded' FROM memwarden.jobs",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO memwarden.job_references (job_id, resource_type, resource_id) \
+         SELECT id, 'memory', id::text FROM memwarden.jobs WHERE status = 'succeeded'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO memwarden.jobs (id, kind, status, finished_at) VALUES (gen_random_uuid(), 'probe', 'succeeded', now())")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO memwarden.jobs (id, kind, status, run_at) VALUES (gen_random_uuid(), 'probe', 'available', now() + interval '1 day')")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let script = "import os, json, datetime\n\
+         from goodmem import Goodmem\n\
+         c = Goodmem(base_url=os.environ['BASE'], api_key=os.environ['KEY'])\n\
+         cutoff = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)).isoformat()\n\
+         out = []\n\
+         for dry in (True, False):\n\
+         \x20   r = c.admin.background_jobs.purge(older_than=cutoff, dry_run=dry)\n\
+         \x20   out.append({'jobs': r.jobs_purged, 'attempts': r.attempts_purged, 'refs': r.references_purged, 'dry': r.dry_run})\n\
+         print(json.dumps(out))\n";
+    let out = run_goodmem(
+        script,
+        &[("BASE", &format!("http://{}", d.addr)), ("KEY", ADMIN_KEY)],
+    );
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        v[0],
+        serde_json::json!({"jobs": 30, "attempts": 30, "refs": 10, "dry": true})
+    );
+    assert_eq!(
+        v[1],
+        serde_json::json!({"jobs": 30, "attempts": 30, "refs": 10, "dry": false})
+    );
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM memwarden.jobs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 2, "the fresh terminal job and the live one stay");
+    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM memwarden.job_attempts")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(attempts, 0);
+}
+
+#[tokio::test]
+async fn purge_rejects_bad_input_with_a_named_problem() {
+    let db = TestDb::migrated();
+    let d = daemon(&db);
+    let c = reqwest::Client::new();
+    let old = (chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339();
+    let recent = (chrono::Utc::now() - chrono::Duration::minutes(30)).to_rfc3339();
+    for (body, needle) in [
+        (
+            serde_json::json!({"olderThan": old, "statuses": ["RUNNING"]}),
+            "RUNNING",
+        ),
+        (
+            serde_json::json!({"olderThan": old, "statuses": ["BACKGROUND_JOB_EXPLODED"]}),
+            "BACKGROUND_JOB_EXPLODED",
+        ),
+        (serde_json::json!({"olderThan": old, "limit": -1}), "limit"),
+        (serde_json::json!({"olderThan": recent}), "older_than"),
+        (
+            serde_json::json!({"olderThan": "last tuesday"}),
+            "older_than",
+        ),
+        (serde_json::json!({}), "older_than"),
+    ] {
+        let r = c
+            .post(d.url("/v1/admin/background-jobs:purge"))
+            .header("x-api-key", ADMIN_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+        let v: Value = r.json().await.unwrap();
+        assert!(
+            v["detail"].as_str().unwrap().contains(needle),
+            "{body} -> {v}"
+        );
+    }
+    // Aliases and limit 0 are fine.
+    let r = c
+        .post(d.url("/v1/admin/background-jobs:purge"))
+        .header("x-api-key", ADMIN_KEY)
+        .json(&serde_json::json!({"olderThan": old, "statuses": ["SUCCEEDED", "canceled", "BACKGROUND_JOB_FAILED"], "limit": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["jobsPurged"], 0);
+    assert_eq!(v["dryRun"], false);
+}

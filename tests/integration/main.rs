@@ -1,0 +1,10 @@
+//! Integration tests: the real daemon binary and the real control port, against a real
+//! PostgreSQL (DATABASE_URL, or a private throwaway cluster started for this run).
+
+mod auth;
+mod config;
+mod cron;
+mod goodmem;
+mod harness;
+mod lifecycle;
+mod queue;
