@@ -1,7 +1,29 @@
 -- The durable job queue (spec/queue.md).
 
+-- UUIDv7 in SQL (PostgreSQL 15 has none built in): 48 bits of Unix milliseconds, then random.
+-- The one-argument form makes the id of a given instant (for backdated rows and id ranges).
+CREATE FUNCTION memwarden.uuid_v7(at timestamptz) RETURNS uuid
+LANGUAGE sql VOLATILE AS $$
+    SELECT encode(
+        set_bit(set_bit(overlay(uuid_send(gen_random_uuid())
+            PLACING substring(int8send((extract(epoch FROM at) * 1000)::bigint) FROM 3)
+            FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid
+$$;
+
+CREATE FUNCTION memwarden.uuid_v7() RETURNS uuid
+LANGUAGE sql VOLATILE AS $$ SELECT memwarden.uuid_v7(clock_timestamp()) $$;
+
+-- The lowest v7 id of an instant: an index bound for "created before".
+CREATE FUNCTION memwarden.uuid_v7_floor(at timestamptz) RETURNS uuid
+LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT (encode(substring(int8send((extract(epoch FROM at) * 1000)::bigint) FROM 3), 'hex')
+            || '70000000000000000000')::uuid
+$$;
+
+-- Ids are UUIDv7: they sort by creation time, which lists (newest first) and purge (by id
+-- range) rely on. Rows inserted by hand get one from the default.
 CREATE TABLE memwarden.jobs (
-    id               uuid PRIMARY KEY,
+    id               uuid PRIMARY KEY DEFAULT memwarden.uuid_v7(),
     kind             text        NOT NULL,
     queue            text        NOT NULL DEFAULT 'default',
     args             jsonb       NOT NULL DEFAULT '{}',
@@ -43,9 +65,9 @@ CREATE UNIQUE INDEX jobs_unique_idx ON memwarden.jobs (kind, unique_key)
 -- The reaper: running jobs by lease expiry.
 CREATE INDEX jobs_lease_idx ON memwarden.jobs (lease_expires_at) WHERE status = 'running';
 
--- Purge: terminal jobs by age.
-CREATE INDEX jobs_terminal_idx ON memwarden.jobs (finished_at)
-    WHERE status IN ('succeeded', 'failed', 'canceled');
+-- Purge has no index of its own: a job finishes after it is created, so the jobs that
+-- finished before a cutoff all have ids (v7, time-ordered) below the cutoff's, and purge walks
+-- the primary key up to there. An index on finished_at would cost an insert on every completion.
 
 -- Failed jobs per queue, for /v1/status (few rows, so a cheap partial index).
 CREATE INDEX jobs_failed_idx ON memwarden.jobs (queue) WHERE status = 'failed';
@@ -132,13 +154,4 @@ BEGIN
     PERFORM pg_notify('memwarden_jobs', p_queue);
     RETURN new_id;
 END
-$$;
-
--- UUIDv7 in SQL (PostgreSQL 15 has no built-in): 48 bits of Unix milliseconds, then random.
-CREATE FUNCTION memwarden.uuid_v7() RETURNS uuid
-LANGUAGE sql VOLATILE AS $$
-    SELECT encode(
-        set_bit(set_bit(overlay(uuid_send(gen_random_uuid())
-            PLACING substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
-            FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid
 $$;

@@ -218,6 +218,8 @@ pub struct QueueSettings {
     pub complete_batch: u32,
     /// Milliseconds a completion may wait for others to share its flush.
     pub complete_delay_ms: u64,
+    /// Completion writes in flight at once: while one waits for its commit, the next fills.
+    pub complete_concurrency: u32,
     /// Default concurrency of a queue without a `[queues.NAME]` entry.
     pub default_concurrency: u32,
     /// Jobs a claimer may hold beyond its running ones, claimed ahead in one statement. More
@@ -239,6 +241,7 @@ impl Default for QueueSettings {
             claim_batch: 200,
             complete_batch: 500,
             complete_delay_ms: 2,
+            complete_concurrency: 2,
             default_concurrency: 10,
             prefetch: 0,
             max_attempts: 25,

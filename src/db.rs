@@ -20,6 +20,15 @@ pub fn pool_options(settings: &Settings) -> PgPoolOptions {
         ))
 }
 
+/// Every session of ours plans each statement for its actual parameters: the batch
+/// statements' best plan depends on the batch size and on how many jobs are claimable, and a
+/// cached generic plan chosen early in a burn-down can cost several times more later.
+pub fn session_options(options: PgConnectOptions) -> PgConnectOptions {
+    options
+        .application_name("memwarden")
+        .options([("plan_cache_mode", "force_custom_plan")])
+}
+
 /// Connects, retrying with exponential backoff and jitter until the database answers or
 /// `stop` fires (then `None`). An unreachable database keeps the daemon in STARTING.
 pub async fn connect_with_retry(
@@ -34,7 +43,7 @@ pub async fn connect_with_retry(
             return None;
         }
     };
-    let options = options.application_name("memwarden");
+    let options = session_options(options);
     let mut delay = Duration::from_millis(100);
     let mut attempt = 0u32;
     loop {

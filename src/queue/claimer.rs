@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use futures::FutureExt;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use sqlx::Row;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -57,12 +58,20 @@ impl Service for Claimer {
             .health()
             .register(self.name(), Duration::from_secs(1));
         let mut more_waiting = true;
+        // Claims in flight. They run beside dispatch: while one waits for its commit, finished
+        // slots keep taking buffered jobs, and a second claim may already be on its way.
+        let mut claiming: FuturesUnordered<ClaimFuture<'_>> = FuturesUnordered::new();
+        let mut pending = 0usize; // jobs asked for by the claims in flight
+                                  // A wake-up that arrives while a claim is in flight may be for a job that claim could
+                                  // not see yet: it must not be cancelled by that claim coming back empty.
+        let mut woken_while_claiming = false;
 
         loop {
             beat.beat();
             let settings = q.settings();
             let concurrency = settings.concurrency_of(&self.name) as usize;
-            let ready = state_rx.borrow_and_update().state == State::Ready;
+            let state = state_rx.borrow_and_update().state;
+            let ready = state == State::Ready;
 
             if !ready && !buffer.is_empty() {
                 // Draining: prefetched jobs go back without using an attempt.
@@ -77,47 +86,65 @@ impl Service for Claimer {
                 self.spawn(p, running.clone(), finished.clone());
             }
 
-            // Claim when the prefetch buffer is at most half full, up to what fills it.
+            // Claim when the buffer plus what is already asked for is at most half the prefetch,
+            // up to what fills it; a second claim only under load, to keep the buffer from
+            // running dry while the first waits for its commit.
             let prefetch = settings.prefetch_of(&self.name) as usize;
-            let held = running.load(Ordering::Relaxed) + buffer.len();
+            let held = running.load(Ordering::Relaxed) + buffer.len() + pending;
             let want = (concurrency + prefetch)
                 .saturating_sub(held)
                 .min(settings.queue.claim_batch as usize);
-            let low = buffer.len() <= prefetch / 2;
-            if ready && more_waiting && want > 0 && low && !q.is_paused(&self.name) {
-                match self.claim(&kinds, want, settings.queue.lease).await {
-                    Ok(claimed) => {
-                        more_waiting = claimed.len() == want;
-                        if !claimed.is_empty() {
-                            let tokens = q.hold(&claimed);
-                            let mut guard = lifecycle.track(claimed.len());
-                            for (job, cancel) in claimed.into_iter().zip(tokens) {
-                                let guard = guard.split_one().expect("one unit per claimed job");
-                                buffer.push_back(Prefetched { job, cancel, guard });
-                            }
-                            // Drained or stopped while claiming: hand the batch straight back.
-                            continue;
-                        }
-                    }
-                    Err(e) => {
-                        metrics::counter!("memwarden_db_errors_total", "op" => "claim")
-                            .increment(1);
-                        tracing::warn!(queue = %self.name, error = %e, "claim failed");
-                        more_waiting = false;
-                    }
-                }
+            let low = buffer.len() + pending <= prefetch / 2;
+            let room_for_claim = claiming.is_empty()
+                || (claiming.len() < MAX_CLAIMS_IN_FLIGHT && !buffer.is_empty());
+            if room_for_claim
+                && ready
+                && more_waiting
+                && want > 0
+                && low
+                && !q.is_paused(&self.name)
+            {
+                let lease = settings.queue.lease;
+                let kinds = &kinds;
+                pending += want;
+                claiming.push(Box::pin(async move {
+                    (want, self.claim(kinds, want, lease).await)
+                }));
+                continue;
             }
 
             let poll = Duration::from_millis(settings.queue.poll_interval_ms.max(10));
             tokio::select! {
-                _ = waker.notified() => more_waiting = true,
+                Some((want, result)) = claiming.next(), if !claiming.is_empty() => {
+                    pending -= want;
+                    more_waiting = self.take(result, want, &lifecycle, &mut buffer) || woken_while_claiming;
+                    woken_while_claiming = false;
+                }
+                _ = waker.notified() => {
+                    more_waiting = true;
+                    woken_while_claiming = !claiming.is_empty();
+                }
                 _ = finished.notified() => {}
-                _ = tokio::time::sleep(poll) => more_waiting = true,
+                _ = tokio::time::sleep(poll) => {
+                    more_waiting = true;
+                    woken_while_claiming = !claiming.is_empty();
+                }
                 changed = state_rx.changed() => {
                     if changed.is_err() { return Ok(()); }
-                    more_waiting = true;
+                    // The snapshot also changes with every lease taken or handed in; only a
+                    // change of state (a resume, say) means there may be work to claim.
+                    if state_rx.borrow().state != state {
+                        more_waiting = true;
+                        woken_while_claiming = !claiming.is_empty();
+                    }
                 }
                 _ = stop.cancelled() => {
+                    // A claim already sent may have committed: take its jobs so they go back
+                    // now rather than when their lease runs out.
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+                    while let Ok(Some((want, result))) = tokio::time::timeout_at(deadline, claiming.next()).await {
+                        self.take(result, want, &lifecycle, &mut buffer);
+                    }
                     for p in buffer.drain(..) {
                         q.complete(Completion::new(p.job, Final::Released, None, p.guard));
                     }
@@ -128,7 +155,42 @@ impl Service for Claimer {
     }
 }
 
+const MAX_CLAIMS_IN_FLIGHT: usize = 2;
+
+type ClaimFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (usize, Result<Vec<Claimed>, sqlx::Error>)> + Send + 'a>,
+>;
+
 impl Claimer {
+    /// Holds what a claim returned; says whether more jobs are probably waiting.
+    fn take(
+        &self,
+        result: Result<Vec<Claimed>, sqlx::Error>,
+        want: usize,
+        lifecycle: &crate::lifecycle::Lifecycle,
+        buffer: &mut VecDeque<Prefetched>,
+    ) -> bool {
+        match result {
+            Ok(claimed) => {
+                let more = claimed.len() == want;
+                if !claimed.is_empty() {
+                    let tokens = self.queue.hold(&claimed);
+                    let mut guard = lifecycle.track(claimed.len());
+                    for (job, cancel) in claimed.into_iter().zip(tokens) {
+                        let guard = guard.split_one().expect("one unit per claimed job");
+                        buffer.push_back(Prefetched { job, cancel, guard });
+                    }
+                }
+                more
+            }
+            Err(e) => {
+                metrics::counter!("memwarden_db_errors_total", "op" => "claim").increment(1);
+                tracing::warn!(queue = %self.name, error = %e, "claim failed");
+                false
+            }
+        }
+    }
+
     async fn claim(
         &self,
         kinds: &[String],
@@ -188,25 +250,19 @@ impl Claimer {
             let started = Instant::now();
             q.mark_started(job.id);
             let wait = (Utc::now() - job.run_at).num_milliseconds().max(0) as f64 / 1000.0;
-            metrics::histogram!("memwarden_job_wait_seconds", "kind" => job.kind.clone(), "queue" => job.queue.clone())
-                .record(wait);
-            metrics::gauge!("memwarden_jobs_in_flight", "queue" => job.queue.clone())
-                .increment(1.0);
+            let m = q.job_metrics(&job.kind, &job.queue);
+            m.wait.record(wait);
+            m.in_flight.increment(1.0);
             q.events()
                 .publish(Event::job("started", job.id, &job.kind, &job.queue));
 
             let outcome = run_handler(&q, &job, cancel).await;
 
-            metrics::gauge!("memwarden_jobs_in_flight", "queue" => job.queue.clone())
-                .decrement(1.0);
+            m.in_flight.decrement(1.0);
+            m.duration.record(started.elapsed().as_secs_f64());
             running.fetch_sub(1, Ordering::Relaxed);
             finished.notify_one();
-            q.complete(Completion::new(
-                job,
-                outcome,
-                Some(started.elapsed()),
-                guard,
-            ));
+            q.complete(Completion::new(job, outcome, Some(m), guard));
         });
     }
 }

@@ -5,11 +5,15 @@
 use std::time::Duration;
 
 use sqlx::Row;
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::events::Event;
+use super::job_metrics::JobMetrics;
 use super::{Claimed, Outcome, Queue};
 use crate::lifecycle::InFlight;
 use crate::supervisor::Service;
@@ -46,17 +50,23 @@ impl From<Outcome> for Final {
 pub struct Completion {
     pub job: Claimed,
     pub outcome: Final,
-    pub ran_for: Option<Duration>,
+    /// The job's metric handles; none for a prefetched job handed back unstarted.
+    metrics: Option<Arc<JobMetrics>>,
     /// Held until the completion is written: the lease counts as in flight until then.
     _guard: InFlight,
 }
 
 impl Completion {
-    pub fn new(job: Claimed, outcome: Final, ran_for: Option<Duration>, guard: InFlight) -> Self {
+    pub fn new(
+        job: Claimed,
+        outcome: Final,
+        metrics: Option<Arc<JobMetrics>>,
+        guard: InFlight,
+    ) -> Self {
         Completion {
             job,
             outcome,
-            ran_for,
+            metrics,
             _guard: guard,
         }
     }
@@ -190,7 +200,7 @@ impl Completer {
     }
 
     /// Writes one batch. Returns the ids whose lease was no longer ours.
-    async fn flush(&self, batch: &[Completion]) -> Result<Vec<Uuid>, sqlx::Error> {
+    async fn flush(&self, batch: &[Completion], rows: &[Row_]) -> Result<Vec<Uuid>, sqlx::Error> {
         let q = &self.queue;
         let n = batch.len();
         let mut ids = Vec::with_capacity(n);
@@ -202,14 +212,13 @@ impl Completer {
         let mut outcomes = Vec::with_capacity(n);
         let mut refunds = Vec::with_capacity(n);
         let mut bumps = Vec::with_capacity(n);
-        for c in batch {
-            let r = row_of(q, c);
+        for (c, r) in batch.iter().zip(rows) {
             ids.push(c.job.id);
             attempts.push(c.job.attempt);
             statuses.push(r.status);
             delays.push(r.delay_s);
-            errors.push(r.error);
-            results.push(r.result);
+            errors.push(r.error.as_deref());
+            results.push(r.result.as_ref());
             outcomes.push(r.attempt_outcome);
             refunds.push(r.refund);
             bumps.push(r.bump);
@@ -232,27 +241,23 @@ impl Completer {
         Ok(ids.into_iter().filter(|id| !written.contains(id)).collect())
     }
 
-    fn record(&self, batch: Vec<Completion>, rejected: &[Uuid]) {
+    fn record(&self, batch: Vec<Completion>, rows: Vec<Row_>, rejected: &[Uuid]) {
         let q = &self.queue;
-        for c in &batch {
+        for (c, r) in batch.iter().zip(rows) {
             let job = &c.job;
             if rejected.contains(&job.id) {
                 metrics::counter!("memwarden_lease_lost_total").increment(1);
                 tracing::warn!(job = %job.id, kind = %job.kind, "completion rejected: the lease is no longer ours");
                 continue;
             }
-            let r = row_of(q, c);
             let (event, outcome) = match (&c.outcome, r.status) {
                 (Final::Released, _) => continue,
                 (Final::Snooze(_), _) => ("snoozed", "snoozed"),
                 (Final::Interrupted(_), _) => ("interrupted", "interrupted"),
                 (_, status) => (status, status),
             };
-            metrics::counter!("memwarden_jobs_finished_total", "kind" => job.kind.clone(), "queue" => job.queue.clone(), "outcome" => outcome)
-                .increment(1);
-            if let Some(d) = c.ran_for {
-                metrics::histogram!("memwarden_job_duration_seconds", "kind" => job.kind.clone(), "queue" => job.queue.clone())
-                    .record(d.as_secs_f64());
+            if let Some(m) = &c.metrics {
+                m.finished(outcome);
             }
             q.events()
                 .publish(Event::job(event, job.id, &job.kind, &job.queue).with_error(r.error));
@@ -280,6 +285,9 @@ impl Service for Completer {
 }
 
 impl Completer {
+    /// Gathers completions into batches and writes them, with up to
+    /// `queue.complete_concurrency` writes in flight: each waits for its commit, and while it
+    /// does the next batch fills. Stops after writing what was handed in before `stop`.
     async fn serve(
         &self,
         rx: &mut mpsc::UnboundedReceiver<Completion>,
@@ -288,20 +296,30 @@ impl Completer {
         let settings = self.queue.settings();
         let max = settings.queue.complete_batch as usize;
         let delay = Duration::from_millis(settings.queue.complete_delay_ms);
-        let mut batch: Vec<Completion> = Vec::with_capacity(max);
+        let slots = Arc::new(Semaphore::new(
+            settings.queue.complete_concurrency.max(1) as usize
+        ));
+        let mut writes = JoinSet::new();
+        let mut stopping = false;
         loop {
-            if batch.is_empty() {
-                tokio::select! {
-                    c = rx.recv() => match c {
-                        Some(c) => batch.push(c),
-                        None => return Ok(()),
-                    },
-                    _ = stop.cancelled() => {
-                        // Stopping: write whatever is already queued, then end.
-                        while let Ok(c) = rx.try_recv() { batch.push(c); }
-                        if batch.is_empty() { return Ok(()); }
-                    }
+            let mut batch: Vec<Completion> = Vec::with_capacity(max);
+            tokio::select! {
+                c = rx.recv() => match c {
+                    Some(c) => batch.push(c),
+                    None => stopping = true,
+                },
+                _ = stop.cancelled(), if !stopping => stopping = true,
+            }
+            if stopping {
+                // Write whatever was already handed in, then wait for every write.
+                while let Ok(c) = rx.try_recv() {
+                    batch.push(c);
                 }
+                if !batch.is_empty() {
+                    self.write(batch).await;
+                }
+                while writes.join_next().await.is_some() {}
+                return Ok(());
             }
             // Gather what arrives within the delay, up to the batch size.
             let deadline = tokio::time::Instant::now() + delay;
@@ -314,39 +332,51 @@ impl Completer {
                     },
                 }
             }
-            let mut backoff = Duration::from_millis(50);
-            let mut failures = 0;
-            loop {
-                match self.flush(&batch).await {
-                    Ok(rejected) => {
-                        self.record(std::mem::take(&mut batch), &rejected);
-                        break;
+            let permit = slots
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let this = Completer {
+                queue: self.queue.clone(),
+            };
+            writes.spawn(async move {
+                this.write(batch).await;
+                drop(permit);
+            });
+            while writes.try_join_next().is_some() {}
+        }
+    }
+
+    /// Writes one batch, retrying while the database is away: a completion must not be lost to
+    /// a passing outage. An error that is not an outage would block every later completion, so
+    /// after a few tries the batch is left to the reaper, which records the attempts as lost
+    /// and runs them again.
+    async fn write(&self, batch: Vec<Completion>) {
+        let mut backoff = Duration::from_millis(50);
+        let mut failures = 0;
+        let rows: Vec<Row_> = batch.iter().map(|c| row_of(&self.queue, c)).collect();
+        loop {
+            match self.flush(&batch, &rows).await {
+                Ok(rejected) => {
+                    self.record(batch, rows, &rejected);
+                    return;
+                }
+                Err(e) => {
+                    metrics::counter!("memwarden_db_errors_total", "op" => "complete").increment(1);
+                    failures += 1;
+                    let outage = matches!(
+                        e,
+                        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+                    );
+                    if !outage && failures >= 3 {
+                        tracing::error!(error = %e, jobs = batch.len(), "completion write keeps failing; leaving these jobs to the reaper");
+                        self.queue.unhold(batch.iter().map(|c| c.job.id));
+                        return;
                     }
-                    Err(e) => {
-                        // Keep the batch and retry while the database is away: a completion must
-                        // not be lost to a passing outage. An error that is not an outage would
-                        // block every later completion, so after a few tries the batch is left
-                        // to the reaper, which records the attempts as lost and runs them again.
-                        metrics::counter!("memwarden_db_errors_total", "op" => "complete")
-                            .increment(1);
-                        failures += 1;
-                        let outage = matches!(
-                            e,
-                            sqlx::Error::Io(_)
-                                | sqlx::Error::PoolTimedOut
-                                | sqlx::Error::PoolClosed
-                        );
-                        if !outage && failures >= 3 {
-                            tracing::error!(error = %e, jobs = batch.len(), "completion write keeps failing; leaving these jobs to the reaper");
-                            let ids: Vec<Uuid> = batch.iter().map(|c| c.job.id).collect();
-                            self.queue.unhold(ids);
-                            batch.clear();
-                            break;
-                        }
-                        tracing::warn!(error = %e, jobs = batch.len(), "completion write failed; retrying");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(2));
-                    }
+                    tracing::warn!(error = %e, jobs = batch.len(), "completion write failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
             }
         }

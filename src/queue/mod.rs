@@ -12,6 +12,7 @@ pub mod enqueue;
 pub mod events;
 mod heartbeat;
 pub mod job;
+mod job_metrics;
 mod listener;
 pub mod probe;
 pub mod progress;
@@ -77,6 +78,7 @@ struct Inner {
     progress: mpsc::UnboundedSender<(Uuid, i16)>,
     progress_rx: Mutex<Option<mpsc::UnboundedReceiver<(Uuid, i16)>>>,
     events: Events,
+    metrics: job_metrics::MetricsCache,
     background: CancellationToken,
 }
 
@@ -106,6 +108,7 @@ impl Queue {
                 progress,
                 progress_rx: Mutex::new(Some(progress_rx)),
                 events: Events::default(),
+                metrics: job_metrics::MetricsCache::default(),
                 background: CancellationToken::new(),
             }),
         }
@@ -425,6 +428,10 @@ impl Queue {
             // will record the attempt as lost.
             tracing::error!(job = %c.job.id, "completion dropped: the completer is gone");
         }
+    }
+
+    fn job_metrics(&self, kind: &str, queue: &str) -> Arc<job_metrics::JobMetrics> {
+        self.inner.metrics.get(kind, queue)
     }
 
     fn progress_sink(&self, id: Uuid) -> progress::ProgressSink {

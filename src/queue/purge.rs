@@ -123,11 +123,13 @@ pub struct PurgeReport {
     pub dry_run: bool,
 }
 
+/// Walks the primary key up to the cutoff's id (ids are v7, and a job finishes after it is
+/// created) with an hour of slack for clocks that disagree, and filters on `finished_at`.
 const PURGE_BATCH_SQL: &str = "\
 WITH victims AS ( \
   SELECT id FROM memwarden.jobs \
-  WHERE status = ANY($1) AND finished_at < $2 \
-  ORDER BY finished_at LIMIT $3 \
+  WHERE id < memwarden.uuid_v7_floor($2 + interval '1 hour') AND status = ANY($1) AND finished_at < $2 \
+  ORDER BY id LIMIT $3 \
   FOR UPDATE SKIP LOCKED), \
 a AS (DELETE FROM memwarden.job_attempts WHERE job_id IN (SELECT id FROM victims) RETURNING 1), \
 r AS (DELETE FROM memwarden.job_references WHERE job_id IN (SELECT id FROM victims) RETURNING 1), \
@@ -137,8 +139,8 @@ SELECT (SELECT count(*) FROM j), (SELECT count(*) FROM a), (SELECT count(*) FROM
 const PURGE_COUNT_SQL: &str = "\
 WITH victims AS ( \
   SELECT id FROM memwarden.jobs \
-  WHERE status = ANY($1) AND finished_at < $2 \
-  ORDER BY finished_at LIMIT $3) \
+  WHERE id < memwarden.uuid_v7_floor($2 + interval '1 hour') AND status = ANY($1) AND finished_at < $2 \
+  ORDER BY id LIMIT $3) \
 SELECT (SELECT count(*) FROM victims), \
   (SELECT count(*) FROM memwarden.job_attempts WHERE job_id IN (SELECT id FROM victims)), \
   (SELECT count(*) FROM memwarden.job_references WHERE job_id IN (SELECT id FROM victims))";

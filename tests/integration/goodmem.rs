@@ -52,7 +52,7 @@ async fn sdk_purge_dry_run_then_real() {
     // Terminal jobs from two days ago, with attempts and references; plus fresh and live ones.
     sqlx::query(
         "INSERT INTO memwarden.jobs (id, kind, status, attempt, finished_at, created_at) \
-         SELECT gen_random_uuid(), 'probe', (ARRAY['succeeded','failed','canceled'])[1 + g % 3], 1, \
+         SELECT memwarden.uuid_v7(now() - interval '2 days'), 'probe', (ARRAY['succeeded','failed','canceled'])[1 + g % 3], 1, \
                 now() - interval '2 days', now() - interval '2 days' FROM generate_series(1, 30) g",
     )
     .execute(&pool)
@@ -72,11 +72,11 @@ async fn sdk_purge_dry_run_then_real() {
     .execute(&pool)
     .await
     .unwrap();
-    sqlx::query("INSERT INTO memwarden.jobs (id, kind, status, finished_at) VALUES (gen_random_uuid(), 'probe', 'succeeded', now())")
+    sqlx::query("INSERT INTO memwarden.jobs (id, kind, status, finished_at) VALUES (memwarden.uuid_v7(), 'probe', 'succeeded', now())")
         .execute(&pool)
         .await
         .unwrap();
-    sqlx::query("INSERT INTO memwarden.jobs (id, kind, status, run_at) VALUES (gen_random_uuid(), 'probe', 'available', now() + interval '1 day')")
+    sqlx::query("INSERT INTO memwarden.jobs (id, kind, status, run_at) VALUES (memwarden.uuid_v7(), 'probe', 'available', now() + interval '1 day')")
         .execute(&pool)
         .await
         .unwrap();

@@ -4,6 +4,7 @@
 mod auth;
 mod config;
 mod cron;
+mod deploy;
 mod goodmem;
 mod harness;
 mod lifecycle;
