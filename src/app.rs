@@ -38,7 +38,7 @@ struct Inner {
 }
 
 /// The reply to a drain, in the words of GoodMem's `AdminDrainResponse`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct DrainReply {
     pub state: State,
     pub quiesced: bool,

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::app::App;
 use crate::config::Settings;
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ReloadStatus {
     Loaded,
@@ -20,7 +20,7 @@ pub enum ReloadStatus {
 }
 
 /// GoodMem's `ActiveLicenseMetadata`, describing the config file in force.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FileMetadata {
     pub filename: String,

@@ -13,15 +13,20 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::extract::QueryParams;
 use super::jobs::queue_of;
+use super::openapi::CommonErrors;
 use super::problem::Problem;
 use crate::app::App;
 use crate::queue::Event;
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Required: why the caller reads the stream (it is audited).
     pub justification: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsQuery),
+    responses((status = 200, description = "Server-Sent Events of job and lifecycle changes", content_type = "text/event-stream", body = String), CommonErrors))]
 pub async fn stream(
     State(app): State<App>,
     QueryParams(q): QueryParams<EventsQuery>,
@@ -66,4 +71,14 @@ fn to_sse(e: &Event) -> SseEvent {
     SseEvent::default()
         .event(e.event)
         .data(serde_json::to_string(e).unwrap_or_default())
+}
+
+/// Memory Service's `GET /v1/admin/events`: the same stream.
+#[utoipa::path(get, path = "/v1/admin/events", tag = "events", params(EventsQuery),
+    responses((status = 200, description = "Server-Sent Events of job and lifecycle changes", content_type = "text/event-stream", body = String), CommonErrors))]
+pub async fn admin_stream(
+    state: State<App>,
+    query: QueryParams<EventsQuery>,
+) -> Result<impl IntoResponse, Problem> {
+    stream(state, query).await
 }

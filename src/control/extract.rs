@@ -33,6 +33,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     } else {
         bytes
     };
+    if has_escaped_nul(bytes) {
+        return Err(nul_problem("the body"));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -54,6 +57,31 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     Ok(value)
 }
 
+/// PostgreSQL stores no NUL character in `text` or `jsonb`, so a body that spells one
+/// (`\u0000`, the only way JSON can) is refused here, once for every route, instead of failing
+/// at the database.
+fn has_escaped_nul(bytes: &[u8]) -> bool {
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            if bytes.get(i + 1) == Some(&b'u') && bytes.get(i + 2..i + 6) == Some(b"0000") {
+                return true;
+            }
+            i += 2; // skip the escaped character, so an escaped backslash before `u0000` passes
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
+fn nul_problem(place: &str) -> Problem {
+    Problem::bad_request(
+        "invalid_character",
+        format!("{place} contains a NUL character (\\u0000), which cannot be stored"),
+    )
+}
+
 /// Query parameters, with the same 400 on a bad one.
 pub struct QueryParams<T>(pub T);
 
@@ -66,6 +94,11 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or("");
+        if form_urlencoded::parse(query.as_bytes())
+            .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            return Err(nul_problem("the query string"));
+        }
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(de)
             .map(QueryParams)
@@ -76,5 +109,20 @@ where
                     format!("query parameter `{path}`: {}", e.into_inner()),
                 )
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaped_nul_is_found_and_escaped_backslashes_are_not_mistaken_for_it() {
+        assert!(has_escaped_nul(br#"{"a": "x\u0000y"}"#));
+        assert!(has_escaped_nul(br#"{"\u0000": 1}"#));
+        assert!(!has_escaped_nul(br#"{"a": "x\\u0000y"}"#));
+        assert!(!has_escaped_nul(br#"{"a": "\u00e9"}"#));
+        let err = parse_json::<serde_json::Value>(br#"{"a": "\u0000"}"#).unwrap_err();
+        assert_eq!(err.code, "invalid_character");
     }
 }

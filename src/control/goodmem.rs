@@ -7,11 +7,14 @@ use serde_json::{json, Value};
 
 use super::extract::JsonBody;
 use super::jobs::{run_purge, PurgeBody};
+use super::openapi::{CommonErrors, GoodMemPurgeReply, ReloadReply};
 use super::problem::Problem;
 use crate::app::App;
 use crate::reload::{reload, ReloadOutcome};
 
 /// `POST /v1/admin/background-jobs:purge` → `{jobsPurged, attemptsPurged, referencesPurged, dryRun}`.
+#[utoipa::path(post, path = "/v1/admin/background-jobs:purge", tag = "goodmem", request_body = PurgeBody,
+    responses((status = 200, body = GoodMemPurgeReply), CommonErrors))]
 pub async fn purge(
     State(app): State<App>,
     JsonBody(body): JsonBody<PurgeBody>,
@@ -34,11 +37,13 @@ fn reload_reply(outcome: ReloadOutcome) -> Json<Value> {
 }
 
 /// `POST /v1/admin/license:reload`: memwarden has no license; it rereads its config file.
+#[utoipa::path(post, path = "/v1/admin/license:reload", tag = "goodmem", responses((status = 200, body = ReloadReply), CommonErrors))]
 pub async fn license_reload(State(app): State<App>) -> Json<Value> {
     reload_reply(reload(&app))
 }
 
 /// `POST /v1/admin/config/reload`: the same as SIGHUP, in the same shape.
+#[utoipa::path(post, path = "/v1/admin/config/reload", tag = "lifecycle", responses((status = 200, body = ReloadReply), CommonErrors))]
 pub async fn config_reload(State(app): State<App>) -> Json<Value> {
     reload_reply(reload(&app))
 }

@@ -6,10 +6,13 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::json;
 
+use super::openapi::{HealthReply, ReadyReply};
 use crate::app::App;
 use crate::lifecycle::State as Lifecycle;
 
 /// 200 while the process is alive and its loops run; 503 naming a stalled loop.
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()), responses(
+    (status = 200, body = HealthReply), (status = 503, description = "a loop is stalled", body = HealthReply)))]
 pub async fn healthz(State(app): State<App>) -> impl IntoResponse {
     let state = app.lifecycle().state();
     match app.health().stalled() {
@@ -25,6 +28,8 @@ pub async fn healthz(State(app): State<App>) -> impl IntoResponse {
 }
 
 /// 200 only in READY. While the database is unreachable the daemon is not ready either.
+#[utoipa::path(get, path = "/readyz", tag = "health", security(()), responses(
+    (status = 200, body = ReadyReply), (status = 503, description = "not READY, or the database is away", body = ReadyReply)))]
 pub async fn readyz(State(app): State<App>) -> impl IntoResponse {
     let state = app.lifecycle().state();
     let database_ok =
@@ -40,6 +45,9 @@ pub async fn readyz(State(app): State<App>) -> impl IntoResponse {
     )
 }
 
+/// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "health", security(()), responses(
+    (status = 200, description = "Prometheus exposition", content_type = "text/plain", body = String)))]
 pub async fn metrics() -> impl IntoResponse {
     (
         [(

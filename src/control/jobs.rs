@@ -12,6 +12,9 @@ use uuid::Uuid;
 
 use super::auth::Caller;
 use super::extract::{JsonBody, QueryParams};
+use super::openapi::{
+    ActionReplyDoc, CommonErrors, EnqueueReply, JobDetailDoc, JobList, ProblemDoc,
+};
 use super::problem::Problem;
 use crate::app::App;
 use crate::config::Role;
@@ -32,11 +35,12 @@ pub fn parse_id(raw: &str) -> Result<Uuid, Problem> {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueRequest {
     pub kind: String,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub args: Value,
     pub queue: Option<String>,
     pub priority: Option<i16>,
@@ -74,6 +78,8 @@ pub fn enqueue_problem(e: EnqueueError) -> Problem {
 pub const INDEXER_KINDS: &[&str] = &["enrichment", "reembed"];
 
 /// `POST /v1/jobs` → 201 `{id, status}`, or 200 with the existing id for a taken unique key.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = EnqueueRequest, responses(
+    (status = 201, body = EnqueueReply), (status = 200, description = "the unique key is taken: the existing job", body = EnqueueReply), CommonErrors))]
 pub async fn enqueue(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
@@ -117,7 +123,8 @@ pub async fn enqueue(
 }
 
 /// Unknown query parameters (tokens, justification) are ignored, as HTTP clients expect.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     pub queue: Option<String>,
     pub kind: Option<String>,
@@ -140,6 +147,7 @@ pub fn page_limit(limit: Option<i64>) -> Result<i64, Problem> {
 }
 
 /// `GET /v1/jobs`: newest first; `next_cursor` and a `Link` header when there is more.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery), responses((status = 200, body = JobList), CommonErrors))]
 pub async fn list(
     State(app): State<App>,
     QueryParams(q): QueryParams<ListQuery>,
@@ -215,6 +223,7 @@ pub async fn list(
     Ok((headers, Json(json!({"jobs": jobs, "next_cursor": next}))).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "job id (UUID)")), responses((status = 200, body = JobDetailDoc), CommonErrors))]
 pub async fn show(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
     let queue = queue_of(&app)?;
     let id = parse_id(&id)?;
@@ -235,6 +244,8 @@ fn action_problem(e: ActionError) -> Problem {
     }
 }
 
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path, description = "job id (UUID)")),
+    responses((status = 200, body = ActionReplyDoc), (status = 409, description = "not in a cancellable state", content_type = "application/problem+json", body = ProblemDoc), CommonErrors))]
 pub async fn cancel(
     State(app): State<App>,
     Path(id): Path<String>,
@@ -247,6 +258,8 @@ pub async fn cancel(
     Ok(Json(serde_json::to_value(reply).unwrap_or_default()))
 }
 
+#[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs", params(("id" = String, Path, description = "job id (UUID)")),
+    responses((status = 200, body = ActionReplyDoc), (status = 409, description = "not failed or canceled, or its unique key is taken", content_type = "application/problem+json", body = ProblemDoc), CommonErrors))]
 pub async fn retry(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
     let queue = queue_of(&app)?;
     let reply = queue.retry(parse_id(&id)?).await?.map_err(action_problem)?;
@@ -254,7 +267,7 @@ pub async fn retry(State(app): State<App>, Path(id): Path<String>) -> Result<Jso
 }
 
 /// A purge request in either casing (native snake_case, GoodMem camelCase).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PurgeBody {
     #[serde(alias = "olderThan")]
@@ -285,6 +298,7 @@ pub async fn run_purge(app: &App, body: PurgeBody) -> Result<PurgeReport, Proble
     Ok(purge::purge(queue.pool(), &req, settings.purge.batch_size).await?)
 }
 
+#[utoipa::path(post, path = "/v1/jobs/purge", tag = "jobs", request_body = PurgeBody, responses((status = 200, body = PurgeReport), CommonErrors))]
 pub async fn purge_jobs(
     State(app): State<App>,
     JsonBody(body): JsonBody<PurgeBody>,

@@ -9,10 +9,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::extract::JsonBody;
+use super::openapi::{CommonErrors, ProblemDoc, StateReply, StatusReply};
 use super::problem::Problem;
-use crate::app::App;
+use crate::app::{App, DrainReply};
 use crate::lifecycle::ResumeError;
 
+#[utoipa::path(get, path = "/v1/status", tag = "lifecycle", responses((status = 200, body = StatusReply), CommonErrors))]
 pub async fn status(State(app): State<App>) -> Result<Json<Value>, Problem> {
     let snap = app.lifecycle().snapshot();
     let queues = match app.queue() {
@@ -30,10 +32,11 @@ pub async fn status(State(app): State<App>) -> Result<Json<Value>, Problem> {
 }
 
 /// The drain request, in snake_case or camelCase.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DrainRequest {
     pub reason: Option<String>,
+    /// Seconds to wait for QUIESCED when `wait_for_quiesce` (default 900); never cancels jobs.
     #[serde(alias = "timeoutSec")]
     pub timeout_sec: Option<u64>,
     #[serde(alias = "waitForQuiesce")]
@@ -58,12 +61,25 @@ impl DrainRequest {
     }
 }
 
-pub async fn drain(State(app): State<App>, JsonBody(req): JsonBody<DrainRequest>) -> Json<Value> {
+#[utoipa::path(post, path = "/v1/admin/drain", tag = "lifecycle", request_body = DrainRequest,
+    responses((status = 200, body = DrainReply), CommonErrors))]
+pub async fn drain(
+    State(app): State<App>,
+    JsonBody(req): JsonBody<DrainRequest>,
+) -> Json<DrainReply> {
     let wait = req.wait();
-    let reply = app.drain(req.reason, wait).await;
-    Json(json!({"state": reply.state, "quiesced": reply.quiesced, "message": reply.message}))
+    Json(app.drain(req.reason, wait).await)
 }
 
+/// GoodMem's `POST /v1/admin:drain`: the same core and reply; the body takes camelCase.
+#[utoipa::path(post, path = "/v1/admin:drain", tag = "goodmem", request_body = DrainRequest,
+    responses((status = 200, body = DrainReply), CommonErrors))]
+pub async fn goodmem_drain(state: State<App>, body: JsonBody<DrainRequest>) -> Json<DrainReply> {
+    drain(state, body).await
+}
+
+#[utoipa::path(post, path = "/v1/admin/resume", tag = "lifecycle",
+    responses((status = 200, body = StateReply), (status = 409, description = "stopping, or still starting", content_type = "application/problem+json", body = ProblemDoc), CommonErrors))]
 pub async fn resume(State(app): State<App>) -> Result<Json<Value>, Problem> {
     match app.lifecycle().resume() {
         Ok(state) => Ok(Json(json!({"state": state, "message": "resumed"}))),

@@ -8,6 +8,7 @@ mod goodmem;
 mod health;
 pub mod jobs;
 mod lifecycle_routes;
+pub mod openapi;
 pub mod problem;
 mod queues;
 mod schedules;
@@ -42,7 +43,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/queues", get(queues::list))
         .route("/v1/schedules", get(schedules::list))
         .route("/v1/events", get(events::stream))
-        .route("/v1/admin/events", get(events::stream))
+        .route("/v1/admin/events", get(events::admin_stream))
         .route_layer(guard(Need::Role(Role::Auditor)));
     let auditor_list = Router::new()
         .route("/v1/jobs", get(jobs::list))
@@ -58,7 +59,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/admin/resume", post(lifecycle_routes::resume))
         .route("/v1/admin/config/reload", post(goodmem::config_reload))
         // GoodMem's routes: the same core; requests take camelCase too.
-        .route("/v1/admin:drain", post(lifecycle_routes::drain))
+        .route("/v1/admin:drain", post(lifecycle_routes::goodmem_drain))
         .route("/v1/admin/background-jobs:purge", post(goodmem::purge))
         .route("/v1/admin/license:reload", post(goodmem::license_reload))
         .route("/v1/jobs/purge", post(jobs::purge_jobs))
@@ -84,6 +85,7 @@ pub fn router(app: App) -> Router {
             get(health::metrics),
             PublicRoute::Metrics,
         ))
+        .route("/openapi.json", get(openapi::openapi_json))
         .merge(auditor)
         .merge(auditor_list)
         .merge(indexer)

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::extract::JsonBody;
 use super::jobs::queue_of;
+use super::openapi::{CommonErrors, ProblemDoc, ScheduleDoc, ScheduleList};
 use super::problem::Problem;
 use crate::app::App;
 use crate::queue::cron::{list_schedules, CronSpec, Schedule, SCHEDULE_COLUMNS};
@@ -47,6 +48,7 @@ fn respond(status: StatusCode, s: &Schedule) -> Response {
     (status, [(header::ETAG, s.etag())], Json(with_next(s))).into_response()
 }
 
+#[utoipa::path(get, path = "/v1/schedules", tag = "schedules", responses((status = 200, body = ScheduleList), CommonErrors))]
 pub async fn list(State(app): State<App>) -> Result<Json<Value>, Problem> {
     let queue = queue_of(&app)?;
     let all: Vec<Value> = list_schedules(queue.pool())
@@ -57,6 +59,8 @@ pub async fn list(State(app): State<App>) -> Result<Json<Value>, Problem> {
     Ok(Json(json!({"schedules": all, "next_cursor": null})))
 }
 
+#[utoipa::path(get, path = "/v1/schedules/{name}", tag = "schedules", params(("name" = String, Path)),
+    responses((status = 200, body = ScheduleDoc, headers(("ETag" = String))), CommonErrors))]
 pub async fn get_one(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -67,12 +71,13 @@ pub async fn get_one(
     Ok(respond(StatusCode::OK, &s))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutSchedule {
     pub cron: String,
     pub kind: String,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub args: Option<Value>,
     pub queue: Option<String>,
     pub enabled: Option<bool>,
@@ -113,6 +118,10 @@ fn if_match_ok(headers: &HeaderMap, current: Option<&Schedule>) -> Result<(), Pr
 }
 
 /// `PUT /v1/schedules/{name}`: create (201) or replace (200).
+#[utoipa::path(put, path = "/v1/schedules/{name}", tag = "schedules", request_body = PutSchedule,
+    params(("name" = String, Path), ("If-Match" = Option<String>, Header), ("If-None-Match" = Option<String>, Header)),
+    responses((status = 200, body = ScheduleDoc), (status = 201, body = ScheduleDoc),
+        (status = 412, description = "the precondition failed", content_type = "application/problem+json", body = ProblemDoc), CommonErrors))]
 pub async fn put(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -180,11 +189,14 @@ pub async fn put(
     ))
 }
 
+#[utoipa::path(delete, path = "/v1/schedules/{name}", tag = "schedules", params(("name" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 204, description = "deleted"), (status = 412, description = "the precondition failed", content_type = "application/problem+json", body = ProblemDoc), CommonErrors))]
 pub async fn delete(
     State(app): State<App>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
+    valid_name(&name)?;
     let queue = queue_of(&app)?;
     let mut tx = queue.pool().begin().await?;
     let current: Option<Schedule> = sqlx::query_as(&format!(

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::Queue;
 use crate::supervisor::Service;
 
-#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+#[derive(Debug, Clone, Serialize, Default, PartialEq, utoipa::ToSchema)]
 pub struct QueueStatus {
     pub name: String,
     pub available: i64,

@@ -48,12 +48,14 @@ impl Status {
 }
 
 /// A job as the control port shows it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct JobRow {
     pub id: Uuid,
     pub kind: String,
     pub queue: String,
+    #[schema(value_type = Object)]
     pub args: serde_json::Value,
+    /// available, scheduled (available with a future run_at), running, retryable, succeeded, failed, canceled
     pub status: String,
     pub priority: i16,
     pub run_at: DateTime<Utc>,
@@ -67,6 +69,8 @@ pub struct JobRow {
     pub finished_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub progress: i16,
+    /// The domain function's report.
+    #[schema(value_type = Option<Object>)]
     pub result: Option<serde_json::Value>,
 }
 
@@ -85,7 +89,7 @@ impl JobRow {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AttemptRow {
     pub attempt: i32,
     pub worker: String,
@@ -95,7 +99,7 @@ pub struct AttemptRow {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, PartialEq, utoipa::ToSchema)]
 pub struct Reference {
     pub resource_type: String,
     pub resource_id: String,

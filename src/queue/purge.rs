@@ -115,7 +115,7 @@ impl PurgeRequest {
     }
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
 pub struct PurgeReport {
     pub jobs_purged: i64,
     pub attempts_purged: i64,

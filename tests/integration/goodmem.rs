@@ -166,3 +166,68 @@ async fn purge_rejects_bad_input_with_a_named_problem() {
     assert_eq!(v["jobsPurged"], 0);
     assert_eq!(v["dryRun"], false);
 }
+
+/// `admin.license.reload()` rereads memwarden's config file: UNCHANGED, then LOADED after an
+/// edit, FAILED (the old config stays) after a broken edit, NOT_FOUND once the file is gone.
+#[tokio::test]
+async fn sdk_license_reload_follows_the_config_file() {
+    let db = TestDb::migrated();
+    let d = daemon(&db);
+    let config = d.log.parent().unwrap().join("memwarden.toml");
+    let original = std::fs::read_to_string(&config).unwrap();
+    let reload = || {
+        let out = run_goodmem(
+            "import os, json\n\
+             from goodmem import Goodmem\n\
+             c = Goodmem(base_url=os.environ['BASE'], api_key=os.environ['KEY'])\n\
+             r = c.admin.license.reload()\n\
+             lic = r.active_license\n\
+             print(json.dumps({'status': r.status, 'message': r.message, 'sha': lic.sha256 if lic else None}))\n",
+            &[("BASE", &format!("http://{}", d.addr)), ("KEY", ADMIN_KEY)],
+        );
+        serde_json::from_str::<Value>(out.trim()).unwrap()
+    };
+    let concurrency = || async {
+        let v = d.get_json("/v1/status").await;
+        v["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["name"] == "default")
+            .unwrap()["concurrency"]
+            .clone()
+    };
+
+    let first = reload();
+    assert_eq!(first["status"], "UNCHANGED", "{first}");
+    std::fs::write(
+        &config,
+        format!("{original}\n[queues.default]\nconcurrency = 4\n"),
+    )
+    .unwrap();
+    let loaded = reload();
+    assert_eq!(loaded["status"], "LOADED", "{loaded}");
+    assert_ne!(loaded["sha"], first["sha"]);
+    assert_eq!(concurrency().await, 4);
+
+    std::fs::write(&config, "[queues.default]\nconcurrency = -3\n").unwrap();
+    let failed = reload();
+    assert_eq!(failed["status"], "FAILED", "{failed}");
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("queues.default.concurrency"),
+        "{failed}"
+    );
+    assert_eq!(
+        failed["sha"], loaded["sha"],
+        "the active file is still the last good one"
+    );
+    assert_eq!(concurrency().await, 4, "the old config stays active");
+
+    std::fs::remove_file(&config).unwrap();
+    let missing = reload();
+    assert_eq!(missing["status"], "NOT_FOUND", "{missing}");
+    assert_eq!(concurrency().await, 4);
+}

@@ -374,3 +374,67 @@ async fn systemd_notify_ready_status_watchdog_and_stopping() {
     assert!(all.contains("EXTEND_TIMEOUT_USEC="), "{all}");
     assert_eq!(d.wait_exit(Duration::from_secs(5)).unwrap().code(), Some(0));
 }
+
+/// A loop stuck on a lock stops the watchdog pings (and fails /healthz, naming it); once it
+/// moves again, the pings come back.
+#[tokio::test]
+async fn a_stalled_loop_stops_the_watchdog_pings() {
+    let db = TestDb::migrated();
+    let pool = db.pool().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let d = Daemon::builder(&db.url)
+        .config("[queue]\ndepth_interval = 0.5")
+        .env("NOTIFY_SOCKET", sock_path.to_str().unwrap())
+        .env("WATCHDOG_USEC", "600000")
+        .spawn();
+    let pings_during = |window: Duration| {
+        let until = Instant::now() + window;
+        let mut buf = [0u8; 4096];
+        let mut n = 0;
+        while Instant::now() < until {
+            if let Ok(len) = sock.recv(&mut buf) {
+                n += String::from_utf8_lossy(&buf[..len])
+                    .matches("WATCHDOG=1")
+                    .count();
+            }
+        }
+        n
+    };
+    assert!(
+        pings_during(Duration::from_millis(1500)) >= 3,
+        "healthy: pings every 300 ms"
+    );
+
+    // Hold the jobs table: the depth loop's next read blocks, and it stops beating.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE memwarden.jobs IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let _ = pings_during(Duration::from_millis(300)); // drain what was sent before the stall
+    assert_eq!(
+        pings_during(Duration::from_millis(1500)),
+        0,
+        "no ping while a loop is stalled"
+    );
+    let health = reqwest::get(d.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 503);
+    let v: Value = health.json().await.unwrap();
+    assert_eq!(v["status"], "stalled");
+    assert!(d
+        .logs()
+        .contains("loop stalled; withholding the systemd watchdog ping"));
+
+    tx.rollback().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        pings_during(Duration::from_millis(1500)) >= 2,
+        "pings resume once the loop moves"
+    );
+    assert_eq!(http_status(&d.url("/healthz")), Some(200));
+}

@@ -8,4 +8,5 @@ mod deploy;
 mod goodmem;
 mod harness;
 mod lifecycle;
+mod openapi;
 mod queue;
