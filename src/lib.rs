@@ -2,6 +2,7 @@
 //! work runs; the `memwarden-jobs` crate (`jobs/`) holds what the work is.
 
 pub mod app;
+pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod config;

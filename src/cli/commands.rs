@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::client::Client;
 use super::{
-    BenchCommand, Cli, ClientArgs, Command, ConfigCommand, EnqueueArgs, JobsCommand, RunArgs,
+    AuditCommand, BenchCommand, Cli, ClientArgs, Command, ConfigCommand, EnqueueArgs, JobsCommand, RunArgs,
 };
 use crate::app::App;
 use crate::config::{Overrides, Settings};
@@ -57,6 +57,7 @@ async fn run_command(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Run(args) => run(&cli, args).await,
         Command::Dev => super::dev::dev(cli.config.clone(), cli.log_format).await,
+        Command::Audit(AuditCommand::Verify(args)) => audit_verify(&cli, args).await,
         Command::Migrate(args) => {
             let overrides = Overrides {
                 database_url: args.database_url.clone(),
@@ -361,6 +362,26 @@ async fn jobs(cli: &Cli, cmd: &JobsCommand) -> Result<ExitCode> {
                 v["references_purged"]
             );
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn audit_verify(cli: &Cli, args: &super::DbArgs) -> Result<ExitCode> {
+    let overrides = Overrides {
+        database_url: args.database_url.clone(),
+        ..Default::default()
+    };
+    let settings = load(cli, &overrides)?;
+    let url = settings.database_url().context("no database configured: set DATABASE_URL or --database-url")?;
+    let pool = crate::db::pool_options(&settings).connect(url).await.context("connecting to the database")?;
+    match crate::audit::verify(&pool).await.context("reading memwarden.audit_log")? {
+        Ok(n) => {
+            println!("audit log ok: {n} rows, chain intact");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(b) => {
+            eprintln!("audit log broken at row {}: {}", b.id, b.reason);
+            Ok(ExitCode::from(1))
         }
     }
 }

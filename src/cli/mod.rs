@@ -74,6 +74,9 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The admin audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 #[derive(Debug, Args)]
@@ -183,6 +186,12 @@ pub enum JobsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the hash chain of memwarden.audit_log; exit non-zero at the first broken row.
+    Verify(DbArgs),
 }
 
 #[derive(Debug, Subcommand)]

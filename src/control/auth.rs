@@ -205,29 +205,111 @@ fn unauthorized() -> Problem {
         .with_detail("a valid API token is required (Authorization: Bearer, X-API-Key or ?api_key)")
 }
 
-/// The middleware: authorizes, then hands the `Caller` to the handler as an extension.
-pub async fn require(
-    State((app, need)): State<(App, Need)>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let presented = Presented::from_request(req.headers(), req.uri().query());
-    match authorize(&app.settings(), &presented, need) {
-        Ok(caller) => {
-            req.extensions_mut().insert(caller);
-            next.run(req).await
-        }
-        Err(problem) => {
-            let mut resp = problem.into_response();
-            if resp.status() == StatusCode::UNAUTHORIZED {
-                resp.headers_mut().insert(
-                    axum::http::header::WWW_AUTHENTICATE,
-                    axum::http::HeaderValue::from_static("Bearer"),
-                );
-            }
-            resp
+/// The largest body an audited route reads (the justification may be in it).
+const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// Who a request says it is, whether or not it may do what it asks: for the audit log.
+fn identify(settings: &Settings, presented: &Presented) -> Caller {
+    let api_digest = presented.api.as_deref().map(digest);
+    if let Some(d) = &api_digest {
+        if let Some(key) = settings.auth.keys.iter().find(|k| same(&k.digest(), d)) {
+            return Caller {
+                client_id: key.client_id.clone(),
+                role: Some(key.role),
+            };
         }
     }
+    let client_id = match (&presented.api, &settings.auth.api_token) {
+        (Some(_), Some(t)) if api_digest.as_ref().is_some_and(|d| same(&digest(t), d)) => "api-token",
+        (Some(_), _) => "unknown-token",
+        (None, _) => "anonymous",
+    };
+    Caller {
+        client_id: client_id.into(),
+        role: None,
+    }
+}
+
+/// The `justification` of a call: from the query, or a string field of a JSON body.
+fn justification_of(query: Option<&str>, body: &[u8]) -> Option<String> {
+    query_param(query, "justification").or_else(|| {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .ok()?
+            .get("justification")?
+            .as_str()
+            .map(str::trim)
+            .filter(|j| !j.is_empty())
+            .map(String::from)
+    })
+}
+
+fn with_challenge(problem: Problem) -> Response {
+    let mut resp = problem.into_response();
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        resp.headers_mut()
+            .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+    }
+    resp
+}
+
+/// The middleware: authorizes, hands the `Caller` to the handler as an extension, and writes
+/// an audit entry for every admin, auditor and indexer call, allowed or refused.
+pub async fn require(State((app, need)): State<(App, Need)>, req: Request, next: Next) -> Response {
+    let settings = app.settings();
+    let presented = Presented::from_request(req.headers(), req.uri().query());
+    if let Need::Public(_) = need {
+        return match authorize(&settings, &presented, need) {
+            Ok(_) => next.run(req).await,
+            Err(problem) => with_challenge(problem),
+        };
+    }
+
+    let (mut parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => {
+            return Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "Payload Too Large")
+                .with_detail(format!("the body is larger than {BODY_LIMIT} bytes"))
+                .into_response()
+        }
+    };
+    let justification = justification_of(parts.uri.query(), &bytes);
+    let client_ip = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let method = parts.method.to_string();
+    let path = parts.uri.path().to_string();
+
+    let (caller, response) = match authorize(&settings, &presented, need) {
+        Err(problem) => (identify(&settings, &presented), with_challenge(problem)),
+        Ok(caller) if settings.admin.require_justification && justification.is_none() => {
+            let problem = Problem::bad_request(
+                "justification_required",
+                "`justification` is required (query parameter or body field): admin.require_justification is on",
+            );
+            (caller, problem.into_response())
+        }
+        Ok(caller) => {
+            parts.extensions.insert(caller.clone());
+            let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+            (caller, next.run(req).await)
+        }
+    };
+    crate::audit::record(
+        app.pool(),
+        crate::audit::AuditRecord {
+            caller: caller.client_id,
+            role: caller.role.map(|r| r.as_str().to_string()),
+            method,
+            path,
+            status: response.status().as_u16(),
+            client_ip,
+            justification,
+        },
+    )
+    .await;
+    response
 }
 
 #[cfg(test)]

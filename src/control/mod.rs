@@ -1,6 +1,7 @@
 //! The control port: an axum server with native routes under `/v1` and thin adapters that keep
 //! the wire formats of GoodMem, AutoMem and Memory Service.
 
+mod audit_routes;
 pub mod auth;
 mod events;
 pub mod extract;
@@ -41,6 +42,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/status", get(lifecycle_routes::status))
         .route("/v1/jobs/{id}", get(jobs::show))
         .route("/v1/queues", get(queues::list))
+        .route("/v1/audit", get(audit_routes::list))
         .route("/v1/schedules", get(schedules::list))
         .route("/v1/events", get(events::stream))
         .route("/v1/admin/events", get(events::admin_stream))

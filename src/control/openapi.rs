@@ -220,6 +220,7 @@ impl Modify for Security {
         super::schedules::delete,
         super::events::stream,
         super::events::admin_stream,
+        super::audit_routes::list,
         openapi_json,
     ),
     components(schemas(ProblemDoc, JobRow, AttemptRow, Reference, QueueStatus, PurgeReport, FileMetadata)),

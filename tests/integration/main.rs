@@ -1,6 +1,7 @@
 //! Integration tests: the real daemon binary and the real control port, against a real
 //! PostgreSQL (DATABASE_URL, or a private throwaway cluster started for this run).
 
+mod audit;
 mod auth;
 mod config;
 mod cron;

@@ -37,6 +37,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("delete", "/v1/schedules/{name}"),
     ("get", "/v1/events"),
     ("get", "/v1/admin/events"),
+    ("get", "/v1/audit"),
 ];
 
 #[tokio::test]
