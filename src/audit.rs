@@ -57,7 +57,9 @@ impl AuditEntry {
     }
 
     pub fn expected_hash(&self) -> String {
-        hex::encode(Sha256::digest(format!("{}{}", self.prev_hash, self.canonical()).as_bytes()))
+        hex::encode(Sha256::digest(
+            format!("{}{}", self.prev_hash, self.canonical()).as_bytes(),
+        ))
     }
 }
 
@@ -83,13 +85,18 @@ pub async fn record(pool: Option<&PgPool>, r: AuditRecord) {
 
 async fn append(pool: &PgPool, r: &AuditRecord) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHAIN_LOCK).execute(&mut *tx).await?;
-    let prev: Option<String> = sqlx::query_scalar("SELECT hash FROM memwarden.audit_log ORDER BY id DESC LIMIT 1")
-        .fetch_optional(&mut *tx)
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(CHAIN_LOCK)
+        .execute(&mut *tx)
         .await?;
-    let id: i64 = sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('memwarden.audit_log', 'id'))")
-        .fetch_one(&mut *tx)
-        .await?;
+    let prev: Option<String> =
+        sqlx::query_scalar("SELECT hash FROM memwarden.audit_log ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+    let id: i64 =
+        sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('memwarden.audit_log', 'id'))")
+            .fetch_one(&mut *tx)
+            .await?;
     // Microseconds, as PostgreSQL stores them, so the hash is recomputable from the row.
     let now = Utc::now();
     let at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
@@ -127,10 +134,15 @@ async fn append(pool: &PgPool, r: &AuditRecord) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
-pub const ENTRY_COLUMNS: &str = "id, at, caller, role, method, path, status, client_ip, justification, prev_hash, hash";
+pub const ENTRY_COLUMNS: &str =
+    "id, at, caller, role, method, path, status, client_ip, justification, prev_hash, hash";
 
 /// Entries with id below `before` (newest first).
-pub async fn list(pool: &PgPool, before: Option<i64>, limit: i64) -> Result<Vec<AuditEntry>, sqlx::Error> {
+pub async fn list(
+    pool: &PgPool,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<AuditEntry>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {ENTRY_COLUMNS} FROM memwarden.audit_log WHERE ($1::bigint IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
     ))
@@ -159,7 +171,8 @@ pub async fn verify(pool: &PgPool) -> Result<Result<u64, Break>, sqlx::Error> {
         if row.prev_hash != expected_prev {
             return Ok(Err(Break {
                 id: row.id,
-                reason: "its previous hash does not match: the row before it was changed or removed",
+                reason:
+                    "its previous hash does not match: the row before it was changed or removed",
             }));
         }
         if row.hash != row.expected_hash() {

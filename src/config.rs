@@ -58,7 +58,48 @@ pub struct Settings {
     pub kinds: BTreeMap<String, KindConfig>,
     pub schedules: Vec<ScheduleConfig>,
     pub purge: PurgeSettings,
+    pub blobs: BlobSettings,
+    pub eviction: EvictionConfig,
     pub testing: TestingSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlobSettings {
+    /// The directory of blob files (one file per blob, named by its storage key), shared with
+    /// the memory service.
+    pub dir: String,
+}
+
+impl Default for BlobSettings {
+    fn default() -> Self {
+        Self {
+            dir: "blobs".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvictionConfig {
+    /// The daily schedule's retention period (ISO 8601).
+    pub retention: String,
+    /// What the daily schedule evicts.
+    pub resource_types: Vec<String>,
+    /// Rows per transaction, and the pause between transactions.
+    pub batch_size: i64,
+    pub pause_ms: u64,
+}
+
+impl Default for EvictionConfig {
+    fn default() -> Self {
+        Self {
+            retention: "P30D".into(),
+            resource_types: vec!["conversations".into(), "attachments".into()],
+            batch_size: 1000,
+            pause_ms: 100,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -586,6 +627,16 @@ impl Settings {
         if self.purge.batch_size < 1 {
             return Err(ConfigError::invalid(
                 "purge.batch_size",
+                "must be at least 1",
+            ));
+        }
+        memwarden_jobs::eviction::RetentionPeriod::parse(Some(&self.eviction.retention))
+            .map_err(|e| ConfigError::invalid("eviction.retention", e.to_string()))?;
+        memwarden_jobs::eviction::parse_resource_types(&self.eviction.resource_types)
+            .map_err(|e| ConfigError::invalid("eviction.resource_types", e.to_string()))?;
+        if self.eviction.batch_size < 1 {
+            return Err(ConfigError::invalid(
+                "eviction.batch_size",
                 "must be at least 1",
             ));
         }

@@ -6,6 +6,7 @@
 //! maps each job kind to a function here.
 
 pub mod args;
+pub mod eviction;
 
 pub use args::JobArgs;
 

@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 
 use super::client::Client;
 use super::{
-    AuditCommand, BenchCommand, Cli, ClientArgs, Command, ConfigCommand, EnqueueArgs, JobsCommand, RunArgs,
+    AuditCommand, BenchCommand, Cli, ClientArgs, Command, ConfigCommand, EnqueueArgs, JobsCommand,
+    RunArgs,
 };
 use crate::app::App;
 use crate::config::{Overrides, Settings};
@@ -58,6 +59,24 @@ async fn run_command(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run(&cli, args).await,
         Command::Dev => super::dev::dev(cli.config.clone(), cli.log_format).await,
         Command::Audit(AuditCommand::Verify(args)) => audit_verify(&cli, args).await,
+        Command::Evict {
+            retention,
+            types,
+            dry_run,
+            no_wait,
+            justification,
+            client,
+        } => {
+            let c = client_for(&cli, client, Duration::from_secs(30))?;
+            let body = json!({"retention_period": retention, "resource_types": types, "dry_run": dry_run, "justification": justification});
+            let (_, v) = c.call(Method::POST, "/v1/work/evict", Some(body)).await?;
+            let id = v["job_id"].as_str().unwrap_or_default().to_string();
+            if *no_wait {
+                println!("{id}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            super::follow::follow(&c, &id, "evict").await
+        }
         Command::Migrate(args) => {
             let overrides = Overrides {
                 database_url: args.database_url.clone(),
@@ -372,9 +391,17 @@ async fn audit_verify(cli: &Cli, args: &super::DbArgs) -> Result<ExitCode> {
         ..Default::default()
     };
     let settings = load(cli, &overrides)?;
-    let url = settings.database_url().context("no database configured: set DATABASE_URL or --database-url")?;
-    let pool = crate::db::pool_options(&settings).connect(url).await.context("connecting to the database")?;
-    match crate::audit::verify(&pool).await.context("reading memwarden.audit_log")? {
+    let url = settings
+        .database_url()
+        .context("no database configured: set DATABASE_URL or --database-url")?;
+    let pool = crate::db::pool_options(&settings)
+        .connect(url)
+        .await
+        .context("connecting to the database")?;
+    match crate::audit::verify(&pool)
+        .await
+        .context("reading memwarden.audit_log")?
+    {
         Ok(n) => {
             println!("audit log ok: {n} rows, chain intact");
             Ok(ExitCode::SUCCESS)

@@ -3,6 +3,7 @@
 mod client;
 mod commands;
 mod dev;
+mod follow;
 
 use std::path::PathBuf;
 
@@ -77,6 +78,24 @@ pub enum Command {
     /// The admin audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Evict soft-deleted rows older than a retention period, following its progress.
+    Evict {
+        /// ISO 8601 duration, e.g. P90D, P1Y, PT24H.
+        #[arg(long)]
+        retention: String,
+        /// conversations, attachments, memories (comma-separated; default conversations).
+        #[arg(long, value_delimiter = ',')]
+        types: Vec<String>,
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the job id and return at once.
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(long)]
+        justification: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -33,29 +33,56 @@ fn encode(id: i64) -> String {
 }
 
 fn decode(cursor: &str) -> Option<i64> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
-    String::from_utf8(bytes).ok()?.strip_prefix("a1:")?.parse().ok()
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()?;
+    String::from_utf8(bytes)
+        .ok()?
+        .strip_prefix("a1:")?
+        .parse()
+        .ok()
 }
 
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery), responses((status = 200, body = AuditPage), CommonErrors))]
-pub async fn list(State(app): State<App>, QueryParams(q): QueryParams<AuditQuery>) -> Result<Response, Problem> {
-    let pool = app.pool().ok_or_else(|| Problem::unavailable("the daemon has not reached its database yet"))?;
+pub async fn list(
+    State(app): State<App>,
+    QueryParams(q): QueryParams<AuditQuery>,
+) -> Result<Response, Problem> {
+    let pool = app
+        .pool()
+        .ok_or_else(|| Problem::unavailable("the daemon has not reached its database yet"))?;
     let limit = page_limit(q.limit)?;
     let before = match &q.cursor {
         None => None,
         Some(c) => Some(decode(c).ok_or_else(|| {
-            Problem::bad_request("invalid_cursor", "query parameter `cursor`: not a cursor this server issued")
+            Problem::bad_request(
+                "invalid_cursor",
+                "query parameter `cursor`: not a cursor this server issued",
+            )
         })?),
     };
     let mut entries = crate::audit::list(pool, before, limit + 1).await?;
     let more = entries.len() as i64 > limit;
     entries.truncate(limit as usize);
-    let next_cursor = if more { entries.last().map(|e| encode(e.id)) } else { None };
+    let next_cursor = if more {
+        entries.last().map(|e| encode(e.id))
+    } else {
+        None
+    };
     let mut headers = HeaderMap::new();
     if let Some(c) = &next_cursor {
-        if let Ok(v) = HeaderValue::from_str(&format!("</v1/audit?cursor={c}&limit={limit}>; rel=\"next\"")) {
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "</v1/audit?cursor={c}&limit={limit}>; rel=\"next\""
+        )) {
             headers.insert(header::LINK, v);
         }
     }
-    Ok((headers, Json(AuditPage { entries, next_cursor })).into_response())
+    Ok((
+        headers,
+        Json(AuditPage {
+            entries,
+            next_cursor,
+        }),
+    )
+        .into_response())
 }

@@ -220,7 +220,9 @@ fn identify(settings: &Settings, presented: &Presented) -> Caller {
         }
     }
     let client_id = match (&presented.api, &settings.auth.api_token) {
-        (Some(_), Some(t)) if api_digest.as_ref().is_some_and(|d| same(&digest(t), d)) => "api-token",
+        (Some(_), Some(t)) if api_digest.as_ref().is_some_and(|d| same(&digest(t), d)) => {
+            "api-token"
+        }
         (Some(_), _) => "unknown-token",
         (None, _) => "anonymous",
     };
@@ -246,8 +248,10 @@ fn justification_of(query: Option<&str>, body: &[u8]) -> Option<String> {
 fn with_challenge(problem: Problem) -> Response {
     let mut resp = problem.into_response();
     if resp.status() == StatusCode::UNAUTHORIZED {
-        resp.headers_mut()
-            .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        resp.headers_mut().insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer"),
+        );
     }
     resp
 }
@@ -268,9 +272,13 @@ pub async fn require(State((app, need)): State<(App, Need)>, req: Request, next:
     let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
         Ok(b) => b,
         Err(_) => {
-            return Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "Payload Too Large")
-                .with_detail(format!("the body is larger than {BODY_LIMIT} bytes"))
-                .into_response()
+            return Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "Payload Too Large",
+            )
+            .with_detail(format!("the body is larger than {BODY_LIMIT} bytes"))
+            .into_response()
         }
     };
     let justification = justification_of(parts.uri.query(), &bytes);

@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod problem;
 mod queues;
 mod schedules;
+pub mod work;
 
 use axum::extract::Request;
 use axum::http::StatusCode;
@@ -64,6 +65,8 @@ pub fn router(app: App) -> Router {
         .route("/v1/admin:drain", post(lifecycle_routes::goodmem_drain))
         .route("/v1/admin/background-jobs:purge", post(goodmem::purge))
         .route("/v1/admin/license:reload", post(goodmem::license_reload))
+        .route("/v1/admin/evict", post(work::memory_service_evict))
+        .route("/v1/work/evict", post(work::evict))
         .route("/v1/jobs/purge", post(jobs::purge_jobs))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/jobs/{id}/retry", post(jobs::retry))

@@ -221,6 +221,8 @@ impl Modify for Security {
         super::events::stream,
         super::events::admin_stream,
         super::audit_routes::list,
+        super::work::evict,
+        super::work::memory_service_evict,
         openapi_json,
     ),
     components(schemas(ProblemDoc, JobRow, AttemptRow, Reference, QueueStatus, PurgeReport, FileMetadata)),

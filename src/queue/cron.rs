@@ -147,7 +147,10 @@ pub fn default_schedules(queue: &Queue) -> Vec<ScheduleConfig> {
             "eviction",
             "0 15 3 * * *",
             "eviction",
-            serde_json::json!({}),
+            serde_json::json!({
+                "retention_period": settings.eviction.retention,
+                "resource_types": settings.eviction.resource_types,
+            }),
         ),
         (
             "enrichment-catchup",

@@ -6,6 +6,8 @@ mod auth;
 mod config;
 mod cron;
 mod deploy;
+mod enrichment;
+mod eviction;
 mod goodmem;
 mod harness;
 mod lifecycle;

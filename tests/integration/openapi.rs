@@ -38,6 +38,8 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("get", "/v1/events"),
     ("get", "/v1/admin/events"),
     ("get", "/v1/audit"),
+    ("post", "/v1/admin/evict"),
+    ("post", "/v1/work/evict"),
 ];
 
 #[tokio::test]
