@@ -258,3 +258,133 @@ async fn run_queue_bench(url: &str, n: usize, concurrency: u32, samples: usize) 
     pool.close().await;
     Ok(())
 }
+
+/// `memwarden bench evict`: N soft-deleted conversations with 4 entries each, evicted by the
+/// real `eviction` domain function while a writer inserts and reads live conversations.
+pub async fn evict(
+    server_url: &str,
+    conversations: i64,
+    batch_size: i64,
+    pause_ms: u64,
+) -> Result<()> {
+    let name = format!("memwarden_bench_evict_{}", std::process::id());
+    let url = fresh_database(server_url, &name).await?;
+    let result = run_evict_bench(&url, conversations, batch_size, pause_ms).await;
+    drop_database(server_url, &name).await.ok();
+    result
+}
+
+async fn writer_p99(
+    pool: PgPool,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(f64, usize)> {
+    let mut lat = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        let id: uuid::Uuid = sqlx::query_scalar(
+            "INSERT INTO conversations (owner_id, title) VALUES ('live', 'w') RETURNING id",
+        )
+        .fetch_one(&pool)
+        .await?;
+        sqlx::query("INSERT INTO conversation_entries (conversation_id, role, content) VALUES ($1, 'user', 'hello')")
+            .bind(id)
+            .execute(&pool)
+            .await?;
+        let _: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM conversation_entries WHERE conversation_id = $1",
+        )
+        .bind(id)
+        .fetch_one(&pool)
+        .await?;
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    lat.sort_by(f64::total_cmp);
+    let p99 = lat
+        .get(((lat.len() as f64) * 0.99) as usize)
+        .copied()
+        .unwrap_or(0.0);
+    Ok((p99, lat.len()))
+}
+
+async fn run_evict_bench(url: &str, n: i64, batch_size: i64, pause_ms: u64) -> Result<()> {
+    use memwarden_jobs::eviction::{evict, EvictionSettings, ResourceType, RetentionPeriod};
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(url)
+        .await?;
+    crate::db::migrate(&pool).await?;
+    sqlx::query("ALTER TABLE conversation_entries SET (autovacuum_enabled = false)")
+        .execute(&pool)
+        .await?;
+    sqlx::query(
+        "INSERT INTO conversations (owner_id, title, created_at, deleted_at) \
+         SELECT 'owner-' || (g % 100), 'c', now() - interval '60 days', now() - interval '40 days' - (g || ' seconds')::interval \
+         FROM generate_series(1, $1) g",
+    )
+    .bind(n)
+    .execute(&pool)
+    .await?;
+    sqlx::query(
+        "INSERT INTO conversation_entries (conversation_id, role, content) \
+         SELECT c.id, 'user', 'entry ' || e FROM conversations c, generate_series(1, 4) e",
+    )
+    .execute(&pool)
+    .await?;
+    sqlx::query("INSERT INTO conversations (owner_id, title) SELECT 'live', 'keep' FROM generate_series(1, 1000)")
+        .execute(&pool)
+        .await?;
+    sqlx::query("VACUUM ANALYZE").execute(&pool).await?;
+    let live_before: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM conversations WHERE deleted_at IS NULL")
+            .fetch_one(&pool)
+            .await?;
+
+    // The writer alone, for a baseline.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let w = tokio::spawn(writer_p99(pool.clone(), stop.clone()));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (base_p99, base_n) = w.await??;
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let w = tokio::spawn(writer_p99(pool.clone(), stop.clone()));
+    let settings = EvictionSettings {
+        batch_size,
+        pause: Duration::from_millis(pause_ms),
+        blobs_dir: std::env::temp_dir(),
+    };
+    let t0 = Instant::now();
+    let report = evict(
+        &pool,
+        &RetentionPeriod::parse(Some("P30D"))?,
+        &[ResourceType::Conversations],
+        false,
+        &settings,
+        &tokio_util::sync::CancellationToken::new(),
+        &memwarden_jobs::NoProgress,
+    )
+    .await?;
+    let dt = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let (during_p99, during_n) = w.await??;
+    let live_after: i64 = sqlx::query_scalar("SELECT count(*) FROM conversations WHERE deleted_at IS NULL AND owner_id = 'live' AND title = 'keep'")
+        .fetch_one(&pool)
+        .await?;
+    let rows = report.conversations + report.conversation_entries;
+    println!(
+        "memwarden evict N={n} conversations ({rows} rows) batch={batch_size} pause={pause_ms}ms: {:.0} rows/s ({dt:.2} s), longest batch {:.1} ms",
+        rows as f64 / dt,
+        report.longest_batch_ms
+    );
+    println!(
+        "live writer p99 ms: alone {base_p99:.2} ({base_n} ops), during eviction {during_p99:.2} ({during_n} ops), ratio {:.2}",
+        during_p99 / base_p99.max(0.001)
+    );
+    println!(
+        "live conversations kept: {live_after} of 1000 (live before: {live_before}); rss_mb={:.1}",
+        rss_mb()
+    );
+    pool.close().await;
+    Ok(())
+}

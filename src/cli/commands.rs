@@ -158,6 +158,16 @@ async fn run_command(cli: Cli) -> Result<ExitCode> {
         }
         Command::Enqueue(args) => enqueue(&cli, args).await,
         Command::Jobs(cmd) => jobs(&cli, cmd).await,
+        Command::Bench(BenchCommand::Evict {
+            conversations,
+            batch_size,
+            pause_ms,
+            database_url,
+        }) => {
+            crate::telemetry::init_logging(cli.log_format, "warn");
+            crate::bench::evict(database_url, *conversations, *batch_size, *pause_ms).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCommand::Queue {
             jobs,
             concurrency,

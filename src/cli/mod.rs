@@ -215,6 +215,17 @@ pub enum AuditCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Eviction of N soft-deleted conversations (4 entries each) beside a live writer.
+    Evict {
+        #[arg(long, default_value_t = 500_000)]
+        conversations: i64,
+        #[arg(long, default_value_t = 2000)]
+        batch_size: i64,
+        #[arg(long, default_value_t = 20)]
+        pause_ms: u64,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
     /// Queue throughput and enqueue-to-start latency, against DATABASE_URL.
     Queue {
         #[arg(long, default_value_t = 20000)]
