@@ -388,3 +388,82 @@ async fn run_evict_bench(url: &str, n: i64, batch_size: i64, pause_ms: u64) -> R
     pool.close().await;
     Ok(())
 }
+
+/// `memwarden bench enrich`: N memories over `owners` owners inserted with one plain SQL
+/// `INSERT` (the trigger enqueues each), enriched by the real daemon with the configured
+/// embedder (`hash` by default); timed from the insert until every memory is enriched.
+pub async fn enrich(server_url: &str, n: i64, owners: i64, concurrency: u32) -> Result<()> {
+    let name = format!("memwarden_bench_enrich_{}", std::process::id());
+    let url = fresh_database(server_url, &name).await?;
+    let result = run_enrich_bench(&url, n, owners, concurrency).await;
+    drop_database(server_url, &name).await.ok();
+    result
+}
+
+async fn run_enrich_bench(url: &str, n: i64, owners: i64, concurrency: u32) -> Result<()> {
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("MEMWARDEN_"))
+        .collect();
+    let mut settings =
+        Settings::from_parts("", None, &env, &Overrides::default()).map_err(anyhow::Error::msg)?;
+    settings.database.url = Some(url.to_string());
+    settings.queues.insert(
+        "default".into(),
+        QueueConfig {
+            concurrency,
+            prefetch: None,
+        },
+    );
+    let pool = PgPool::connect(url).await?;
+    crate::db::migrate(&pool).await?;
+    let registry = crate::kinds::registry(&settings)?;
+    let app = App::new(settings, None, Overrides::default(), LogControl::detached());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let daemon = tokio::spawn(crate::daemon::run(app.clone(), listener, registry));
+    while app.lifecycle().state() != State::Ready {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let t0 = Instant::now();
+    sqlx::query(
+        "INSERT INTO memories (owner_id, memory_type, content, created_at) \
+         SELECT 'owner-' || (g % $2), (ARRAY['Decision','Preference','Insight','Context','Pattern'])[1 + g % 5], \
+                'Memory ' || g || ': the team discussed postgres queues, rust services and deploys with Alice Walker; ' || \
+                'topic ' || (g % 37) || ' #memwarden', now() - ((g % 600) || ' minutes')::interval \
+         FROM generate_series(1, $1) g",
+    )
+    .bind(n)
+    .bind(owners)
+    .execute(&pool)
+    .await?;
+    let mut peak_rss = rss_mb();
+    loop {
+        let left: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM memories WHERE enriched_at IS NULL")
+                .fetch_one(&pool)
+                .await?;
+        peak_rss = peak_rss.max(rss_mb());
+        if left == 0 {
+            break;
+        }
+        if daemon.is_finished() {
+            bail!("the daemon stopped during the benchmark");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    let failed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM memwarden.jobs WHERE kind = 'enrichment' AND status = 'failed'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let (edges, entities): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM memory_edges), (SELECT count(*) FROM memory_entities)",
+    )
+    .fetch_one(&pool)
+    .await?;
+    println!("memwarden enrich N={n} owners={owners} C={concurrency}: {:.0} memories/s ({dt:.2} s from insert to all enriched)", n as f64 / dt);
+    println!("failed jobs {failed}, edges {edges}, entities {entities}, peak rss_mb {peak_rss:.1}");
+    app.command(Command::Stop);
+    let _ = tokio::time::timeout(Duration::from_secs(10), daemon).await;
+    Ok(())
+}

@@ -60,7 +60,92 @@ pub struct Settings {
     pub purge: PurgeSettings,
     pub blobs: BlobSettings,
     pub eviction: EvictionConfig,
+    pub embedding: EmbeddingSettings,
+    pub extraction: ExtractionSettings,
+    pub enrichment: EnrichmentConfig,
     pub testing: TestingSettings,
+}
+
+/// The embedding provider: `hash` (offline, the default) or `openai` (any OpenAI-compatible
+/// endpoint: OpenAI, Azure, vLLM, Ollama, TEI).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddingSettings {
+    pub provider: String,
+    pub model: String,
+    /// The `hash` embedder's size, or `dimensions` sent to an `openai` provider when set.
+    pub dimensions: Option<u32>,
+    pub base_url: String,
+    pub api_key: Option<String>,
+    pub max_batch_inputs: usize,
+    pub max_batch_tokens: usize,
+    pub timeout: f64,
+    pub max_retries: u32,
+    /// The most provider requests per minute that bulk work (reembed) may make.
+    pub requests_per_minute: u32,
+}
+
+impl Default for EmbeddingSettings {
+    fn default() -> Self {
+        Self {
+            provider: "hash".into(),
+            model: "text-embedding-3-small".into(),
+            dimensions: None,
+            base_url: "https://api.openai.com/v1".into(),
+            api_key: None,
+            max_batch_inputs: 2048,
+            max_batch_tokens: 300_000,
+            timeout: 30.0,
+            max_retries: 5,
+            requests_per_minute: 3000,
+        }
+    }
+}
+
+/// Entity extraction: `rules` (the default) or `llm` (chat completions with a JSON schema, on
+/// the embedding provider's base URL and key unless set here).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExtractionSettings {
+    pub provider: String,
+    pub model: String,
+    pub base_url: Option<String>,
+    pub api_key: Option<String>,
+    /// Extra names the rules recognise as tools and as projects.
+    pub tools: Vec<String>,
+    pub projects: Vec<String>,
+}
+
+impl Default for ExtractionSettings {
+    fn default() -> Self {
+        Self {
+            provider: "rules".into(),
+            model: "gpt-4o-mini".into(),
+            base_url: None,
+            api_key: None,
+            tools: Vec::new(),
+            projects: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrichmentConfig {
+    pub similarity_threshold: f32,
+    pub top_k: usize,
+    /// Memories the 5-minute catch-up enqueues at most per run.
+    pub catchup_limit: i64,
+}
+
+impl Default for EnrichmentConfig {
+    fn default() -> Self {
+        Self {
+            similarity_threshold: 0.8,
+            top_k: 5,
+            catchup_limit: 10_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -634,6 +719,31 @@ impl Settings {
             .map_err(|e| ConfigError::invalid("eviction.retention", e.to_string()))?;
         memwarden_jobs::eviction::parse_resource_types(&self.eviction.resource_types)
             .map_err(|e| ConfigError::invalid("eviction.resource_types", e.to_string()))?;
+        if !matches!(self.embedding.provider.as_str(), "hash" | "openai") {
+            return Err(ConfigError::invalid(
+                "embedding.provider",
+                "must be `hash` or `openai`",
+            ));
+        }
+        if !matches!(self.extraction.provider.as_str(), "rules" | "llm") {
+            return Err(ConfigError::invalid(
+                "extraction.provider",
+                "must be `rules` or `llm`",
+            ));
+        }
+        if matches!(self.embedding.dimensions, Some(0)) {
+            return Err(ConfigError::invalid(
+                "embedding.dimensions",
+                "must be at least 1",
+            ));
+        }
+        positive("embedding.timeout", self.embedding.timeout, false)?;
+        if !(0.0..=1.0).contains(&self.enrichment.similarity_threshold) {
+            return Err(ConfigError::invalid(
+                "enrichment.similarity_threshold",
+                "must be between 0 and 1",
+            ));
+        }
         if self.eviction.batch_size < 1 {
             return Err(ConfigError::invalid(
                 "eviction.batch_size",
@@ -690,6 +800,8 @@ impl Settings {
             }
         };
         mask(&mut copy.auth.api_token);
+        mask(&mut copy.embedding.api_key);
+        mask(&mut copy.extraction.api_key);
         mask(&mut copy.auth.admin_token);
         for key in &mut copy.auth.keys {
             mask(&mut key.token);

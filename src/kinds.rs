@@ -1,10 +1,15 @@
 //! The registry of job kinds this daemon runs: each kind maps to the function that does it.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use memwarden_jobs::eviction::{
     self, EvictionArgs, EvictionError, EvictionSettings, RetentionPeriod,
+};
+use memwarden_jobs::{
+    memories_needing_enrichment, Embedder, Enricher, EnrichmentArgs, EnrichmentSettings, Extractor,
 };
 
 use crate::config::Settings;
@@ -12,7 +17,7 @@ use crate::queue::probe::ProbeHandler;
 use crate::queue::purge::PurgeHandler;
 use crate::queue::{Handler, JobContext, Outcome, Registry};
 
-pub fn registry(settings: &Settings) -> Registry {
+pub fn registry(settings: &Settings) -> anyhow::Result<Registry> {
     let mut registry = Registry::new().register(
         "job-purge",
         PurgeHandler {
@@ -30,10 +35,114 @@ pub fn registry(settings: &Settings) -> Registry {
             },
         },
     );
+    registry = registry
+        .register(
+            "enrichment",
+            EnrichmentHandler {
+                embedder: crate::providers::embedder(settings)?,
+                extractor: crate::providers::extractor(settings)?,
+                settings: crate::providers::enrichment_settings(settings),
+                enricher: OnceLock::new(),
+            },
+        )
+        .register(
+            "enrichment-catchup",
+            CatchUpHandler {
+                version: crate::providers::enrichment_settings(settings).version,
+                limit: settings.enrichment.catchup_limit,
+            },
+        );
     if settings.testing.probe_kinds {
         registry = registry.register("probe", ProbeHandler);
     }
-    registry
+    Ok(registry)
+}
+
+/// Enrichment outcomes since the process started, for AutoMem's `/enrichment/status`.
+#[derive(Default)]
+pub struct EnrichmentStats {
+    pub processed: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+pub static ENRICHMENT_STATS: EnrichmentStats = EnrichmentStats {
+    processed: AtomicU64::new(0),
+    failed: AtomicU64::new(0),
+};
+
+/// `enrichment`: one memory through the pipeline. The enricher (and its vector cache) is
+/// built once, on the first job, with the queue's pool.
+struct EnrichmentHandler {
+    embedder: Arc<dyn Embedder>,
+    extractor: Arc<dyn Extractor>,
+    settings: EnrichmentSettings,
+    enricher: OnceLock<Enricher>,
+}
+
+#[async_trait::async_trait]
+impl Handler for EnrichmentHandler {
+    async fn run(&self, job: JobContext) -> Outcome {
+        let args: EnrichmentArgs = match serde_json::from_value(job.args.clone()) {
+            Ok(a) => a,
+            Err(e) => return Outcome::Discard(format!("bad enrichment args: {e}")),
+        };
+        let enricher = self.enricher.get_or_init(|| {
+            Enricher::new(
+                job.pool.clone(),
+                self.embedder.clone(),
+                self.extractor.clone(),
+                self.settings.clone(),
+            )
+        });
+        match enricher.enrich(args.memory_id).await {
+            Ok(report) => {
+                ENRICHMENT_STATS.processed.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("memwarden_enrichment_processed_total").increment(1);
+                Outcome::Succeeded(serde_json::to_value(report).unwrap_or_default())
+            }
+            Err(e) => {
+                ENRICHMENT_STATS.failed.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("memwarden_enrichment_failed_total").increment(1);
+                match (e.is_retryable(), e.retry_after()) {
+                    (false, _) => Outcome::Discard(e.to_string()),
+                    (true, Some(after)) => Outcome::RetryAfter(after, e.to_string()),
+                    (true, None) => Outcome::Failed(e.to_string()),
+                }
+            }
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(300)
+    }
+}
+
+/// `enrichment-catchup`: enqueues memories whose enrichment is missing or stale, at the
+/// priority of bulk work (below new writes), unique per memory.
+struct CatchUpHandler {
+    version: i32,
+    limit: i64,
+}
+
+#[async_trait::async_trait]
+impl Handler for CatchUpHandler {
+    async fn run(&self, job: JobContext) -> Outcome {
+        let ids = match memories_needing_enrichment(&job.pool, self.version, self.limit).await {
+            Ok(ids) => ids,
+            Err(e) => return Outcome::Failed(format!("catch-up query failed: {e}")),
+        };
+        let queued: Result<i64, sqlx::Error> = sqlx::query_scalar(
+            "SELECT count(memwarden.enqueue('enrichment', jsonb_build_object('memory_id', id), 'default', 0::int2, \
+             NULL, 25, 'enrichment:' || id)) FROM unnest($1::uuid[]) AS id",
+        )
+        .bind(&ids)
+        .fetch_one(&job.pool)
+        .await;
+        match queued {
+            Ok(n) => Outcome::Succeeded(serde_json::json!({"found": ids.len(), "queued": n})),
+            Err(e) => Outcome::Failed(format!("catch-up enqueue failed: {e}")),
+        }
+    }
 }
 
 /// `eviction`: the domain's `evict`, stopped at a batch boundary by the job's token.

@@ -59,6 +59,38 @@ async fn run_command(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run(&cli, args).await,
         Command::Dev => super::dev::dev(cli.config.clone(), cli.log_format).await,
         Command::Audit(AuditCommand::Verify(args)) => audit_verify(&cli, args).await,
+        Command::Reprocess {
+            ids,
+            no_wait,
+            client,
+        } => {
+            let c = client_for(&cli, client, Duration::from_secs(30))?;
+            let (_, v) = c
+                .call(
+                    Method::POST,
+                    "/v1/work/reprocess",
+                    Some(json!({"ids": ids})),
+                )
+                .await?;
+            let jobs: Vec<String> = v["job_ids"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|j| j.as_str().map(String::from))
+                .collect();
+            if *no_wait {
+                jobs.iter().for_each(|j| println!("{j}"));
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut code = ExitCode::SUCCESS;
+            for (i, job) in jobs.iter().enumerate() {
+                let what = format!("reprocess {}/{}", i + 1, jobs.len());
+                if super::follow::follow(&c, job, &what).await? != ExitCode::SUCCESS {
+                    code = ExitCode::from(1);
+                }
+            }
+            Ok(code)
+        }
         Command::Evict {
             retention,
             types,
@@ -158,6 +190,16 @@ async fn run_command(cli: Cli) -> Result<ExitCode> {
         }
         Command::Enqueue(args) => enqueue(&cli, args).await,
         Command::Jobs(cmd) => jobs(&cli, cmd).await,
+        Command::Bench(BenchCommand::Enrich {
+            memories,
+            owners,
+            concurrency,
+            database_url,
+        }) => {
+            crate::telemetry::init_logging(cli.log_format, "warn");
+            crate::bench::enrich(database_url, *memories, *owners, *concurrency).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCommand::Evict {
             conversations,
             batch_size,
@@ -194,7 +236,7 @@ async fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the control port {addr} (control.addr)"))?;
-    let registry = crate::kinds::registry(&settings);
+    let registry = crate::kinds::registry(&settings)?;
     let app = App::new(settings, cli.config.clone(), overrides, log);
     match daemon::run(app, listener, registry).await? {
         Exit::Clean => Ok(ExitCode::SUCCESS),

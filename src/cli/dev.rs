@@ -31,6 +31,7 @@ pub async fn dev(config: Option<std::path::PathBuf>, log_format: LogFormat) -> R
             Some(pg)
         }
     };
+    let demo = load_demo_memories(settings.database_url().unwrap_or_default()).await?;
     let api = settings.auth.api_token.get_or_insert_with(token).clone();
     let admin = settings.auth.admin_token.get_or_insert_with(token).clone();
 
@@ -46,12 +47,13 @@ pub async fn dev(config: Option<std::path::PathBuf>, log_format: LogFormat) -> R
         .unwrap_or_default();
     eprintln!(
         "\nmemwarden dev\n  control port   http://{addr}\n  database       {url}{}\n  API token      {api}\n  admin token    {admin}\n\n\
-         try:\n  curl -s http://{addr}/readyz\n  curl -s -H 'Authorization: Bearer {api}' -H 'X-Admin-Token: {admin}' http://{addr}/v1/status\n  \
+         {demo} demo memories are in the database; their enrichment jobs were enqueued by the insert trigger.\n\n\
+         try:\n  curl -s http://{addr}/readyz\n  curl -s http://{addr}/enrichment/status\n  curl -s -H 'Authorization: Bearer {api}' -H 'X-Admin-Token: {admin}' http://{addr}/v1/status\n  \
          MEMWARDEN_API_TOKEN={api} MEMWARDEN_ADMIN_TOKEN={admin} memwarden status --addr {addr}\n\nCtrl-C drains and stops.\n",
         if throwaway.is_some() { " (throwaway, removed on exit)" } else { "" }
     );
 
-    let registry = crate::kinds::registry(&settings);
+    let registry = crate::kinds::registry(&settings)?;
     let app = App::new(settings, config, overrides, log);
     let exit = daemon::run(app, listener, registry).await;
     if let Some(pg) = throwaway {
@@ -62,4 +64,42 @@ pub async fn dev(config: Option<std::path::PathBuf>, log_format: LogFormat) -> R
         Exit::Clean => Ok(ExitCode::SUCCESS),
         Exit::Hard => Ok(ExitCode::from(1)),
     }
+}
+
+/// A few memories of two owners, so a new user sees enrichment happen. Loaded only into an
+/// empty store; the insert trigger enqueues their enrichment.
+async fn load_demo_memories(url: &str) -> Result<i64> {
+    let pool = sqlx::PgPool::connect(url)
+        .await
+        .context("connecting to the database")?;
+    crate::db::migrate(&pool)
+        .await
+        .context("running migrations")?;
+    let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM memories")
+        .fetch_one(&pool)
+        .await?;
+    if existing > 0 {
+        pool.close().await;
+        return Ok(0);
+    }
+    let demo = [
+        ("alice", "Decision", "We chose PostgreSQL for the memory store because SKIP LOCKED queues keep the stack small."),
+        ("alice", "Preference", "Alice prefers Rust for services that must stay up for months. See https://www.rust-lang.org"),
+        ("alice", "Decision", "The team decided to run memwarden as a Kubernetes sidecar next to the memory service."),
+        ("alice", "Insight", "Enrichment links similar memories; #memory #postgres"),
+        ("alice", "Decision", "We decided to keep soft-deleted conversations for 30 days before eviction."),
+        ("bob", "Context", "Bob Smith from Acme Labs asked about the reembed schedule on 2026-11-20. Mail bob@example.com"),
+        ("bob", "Preference", "Bob likes Python and Docker for quick prototypes."),
+        ("bob", "Pattern", "Every Monday @bob reviews the failed jobs in the dashboard."),
+    ];
+    for (owner, kind, content) in demo {
+        sqlx::query("INSERT INTO memories (owner_id, memory_type, content) VALUES ($1, $2, $3)")
+            .bind(owner)
+            .bind(kind)
+            .bind(content)
+            .execute(&pool)
+            .await?;
+    }
+    pool.close().await;
+    Ok(demo.len() as i64)
 }

@@ -78,6 +78,15 @@ pub enum Command {
     /// The admin audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Re-enrich memories by id, following the jobs to their end.
+    Reprocess {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Evict soft-deleted rows older than a retention period, following its progress.
     Evict {
         /// ISO 8601 duration, e.g. P90D, P1Y, PT24H.
@@ -215,6 +224,17 @@ pub enum AuditCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Enrichment of N memories over some owners, inserted with plain SQL.
+    Enrich {
+        #[arg(long, default_value_t = 10_000)]
+        memories: i64,
+        #[arg(long, default_value_t = 100)]
+        owners: i64,
+        #[arg(long, default_value_t = 8)]
+        concurrency: u32,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
     /// Eviction of N soft-deleted conversations (4 entries each) beside a live writer.
     Evict {
         #[arg(long, default_value_t = 500_000)]

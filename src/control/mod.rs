@@ -3,6 +3,7 @@
 
 mod audit_routes;
 pub mod auth;
+mod automem;
 mod events;
 pub mod extract;
 mod goodmem;
@@ -55,6 +56,8 @@ pub fn router(app: App) -> Router {
 
     let indexer = Router::new()
         .route("/v1/jobs", post(jobs::enqueue))
+        .route("/enrichment/reprocess", post(automem::reprocess))
+        .route("/v1/work/reprocess", post(automem::work_reprocess))
         .route_layer(guard(Need::AdminOrIndexer));
 
     let admin = Router::new()
@@ -91,6 +94,11 @@ pub fn router(app: App) -> Router {
             PublicRoute::Metrics,
         ))
         .route("/openapi.json", get(openapi::openapi_json))
+        .merge(public(
+            "/enrichment/status",
+            get(automem::status),
+            PublicRoute::EnrichmentStatus,
+        ))
         .merge(auditor)
         .merge(auditor_list)
         .merge(indexer)

@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod automem;
 mod config;
 mod cron;
 mod deploy;

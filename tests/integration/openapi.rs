@@ -40,6 +40,9 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("get", "/v1/audit"),
     ("post", "/v1/admin/evict"),
     ("post", "/v1/work/evict"),
+    ("get", "/enrichment/status"),
+    ("post", "/enrichment/reprocess"),
+    ("post", "/v1/work/reprocess"),
 ];
 
 #[tokio::test]

@@ -1,0 +1,508 @@
+//! Enrichment: AutoMem's pipeline for one memory, made durable (spec/jobs.md, steps 1–6).
+//!
+//! 1. The embedding is made fresh: computed when missing, or when it was computed from other
+//!    content (its `content_hash`) or with another model or size.
+//! 2. Entities are extracted; the memory's `memory_entities` rows and `entity:` tags are
+//!    replaced by them.
+//! 3. PRECEDED_BY: up to `preceded_cap` earlier memories of the owner within
+//!    `preceded_window` of this one's creation, nearest first.
+//! 4. SIMILAR_TO: the `top_k` neighbours of the owner (never another owner's) at cosine ≥
+//!    `similarity_threshold`, in both directions, weight = similarity.
+//! 5. EXEMPLIFIES: once `pattern_min_others` other live memories share its type, the memory
+//!    is linked to that type's pattern, which is created or observed once more.
+//! 6. `enriched_at` and `enrichment_version` are set.
+//!
+//! Provider calls happen first, outside any transaction; all database writes of steps 2–6
+//! are then one statement, gated on the content the pipeline read (see `store.rs`). Every
+//! write is an upsert, so running the pipeline twice leaves the same rows, and dropping the
+//! future at any point leaves the store consistent (at worst a fresh embedding is stored
+//! without the rest, which the next run reuses).
+
+mod catch_up;
+mod patterns;
+mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub use catch_up::memories_needing_enrichment;
+pub use patterns::{pattern_confidence, pattern_id, top_terms, PATTERN_SAMPLE, PATTERN_TERMS};
+
+use crate::embedding::{validate_vectors, EmbedError, Embedder};
+use crate::extraction::{normalize, ExtractError, Extractor};
+use crate::vector::{
+    EmbeddingRecord, IndexError, NeighbourQuery, PgVectorIndex, VectorIndex, DEFAULT_CACHE_BYTES,
+};
+use crate::JobArgs;
+use store::{Derived, Edge};
+
+/// The pipeline version written to `enrichment_version`. Raise it when the pipeline changes
+/// what it derives, and the catch-up schedule re-enriches every older memory.
+pub const ENRICHMENT_VERSION: i32 = 1;
+
+/// Edge kinds of `memory_edges`.
+pub const PRECEDED_BY: &str = "PRECEDED_BY";
+pub const SIMILAR_TO: &str = "SIMILAR_TO";
+pub const EXEMPLIFIES: &str = "EXEMPLIFIES";
+
+/// How often the content may change under a running enrichment before it gives up and lets
+/// the queue retry later.
+const MAX_CONTENT_RACES: usize = 3;
+
+/// The arguments of an `enrichment` job: `{"memory_id": "<uuid>"}`, as the trigger writes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrichmentArgs {
+    pub memory_id: Uuid,
+}
+
+impl JobArgs for EnrichmentArgs {
+    const KIND: &'static str = "enrichment";
+}
+
+impl EnrichmentArgs {
+    /// The priority of enrichment for a fresh write (the trigger's); bulk work uses 0.
+    pub const PRIORITY: i16 = 10;
+
+    /// The job's unique key, the same as the trigger's, so that a memory has at most one
+    /// pending enrichment however it was requested.
+    pub fn unique_key(&self) -> String {
+        format!("enrichment:{}", self.memory_id)
+    }
+}
+
+/// The pipeline's tunables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnrichmentSettings {
+    /// The least cosine similarity of a SIMILAR_TO edge (0.8).
+    pub similarity_threshold: f32,
+    /// The most SIMILAR_TO neighbours one enrichment links (5).
+    pub top_k: usize,
+    /// How far back PRECEDED_BY looks from a memory's creation (7 days).
+    pub preceded_window: Duration,
+    /// The most PRECEDED_BY edges per memory (5).
+    pub preceded_cap: usize,
+    /// How many other live memories of a type must exist before its pattern is linked (3).
+    pub pattern_min_others: usize,
+    /// Written to `enrichment_version` ([`ENRICHMENT_VERSION`]).
+    pub version: i32,
+}
+
+impl Default for EnrichmentSettings {
+    fn default() -> Self {
+        EnrichmentSettings {
+            similarity_threshold: 0.8,
+            top_k: 5,
+            preceded_window: Duration::from_secs(7 * 24 * 3600),
+            preceded_cap: 5,
+            pattern_min_others: 3,
+            version: ENRICHMENT_VERSION,
+        }
+    }
+}
+
+/// How the job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnrichmentStatus {
+    Enriched,
+    /// The memory is gone or soft-deleted: nothing to do, and not a failure.
+    Skipped,
+}
+
+/// Why a memory was skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SkipReason {
+    /// No row with this id.
+    Missing,
+    /// The row is soft-deleted.
+    Deleted,
+}
+
+/// The job's result (stored as the job's `result` JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrichmentReport {
+    pub memory_id: Uuid,
+    pub status: EnrichmentStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<SkipReason>,
+    /// Whether a new embedding was computed (false when the stored one was fresh).
+    pub embedded: bool,
+    /// Entities found.
+    pub entities: usize,
+    /// PRECEDED_BY edges from this memory.
+    pub preceded_by: usize,
+    /// SIMILAR_TO neighbours (each linked both ways).
+    pub similar_to: usize,
+    /// The pattern this memory exemplifies.
+    pub pattern: Option<Uuid>,
+}
+
+impl EnrichmentReport {
+    fn skipped(memory_id: Uuid, reason: SkipReason) -> Self {
+        EnrichmentReport {
+            memory_id,
+            status: EnrichmentStatus::Skipped,
+            reason: Some(reason),
+            embedded: false,
+            entities: 0,
+            preceded_by: 0,
+            similar_to: 0,
+            pattern: None,
+        }
+    }
+}
+
+/// Why an enrichment failed. [`EnrichError::is_retryable`] and [`EnrichError::retry_after`]
+/// tell the queue what to do with the job.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrichError {
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    #[error(transparent)]
+    Extract(#[from] ExtractError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("{context}: {source}")]
+    Database {
+        context: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The memory's content kept changing while it was being enriched.
+    #[error("memory {memory_id} changed {MAX_CONTENT_RACES} times during its enrichment")]
+    ContentChanging { memory_id: Uuid },
+}
+
+impl EnrichError {
+    /// Whether retrying the job later can succeed: provider rate limits and outages, and
+    /// database errors other than bad data or bad SQL, are retryable; an exhausted quota or
+    /// a refused request is not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            EnrichError::Embed(e) => e.is_retryable(),
+            EnrichError::Extract(e) => e.is_retryable(),
+            EnrichError::Index(e) => e.is_retryable(),
+            EnrichError::Database { source, .. } => crate::db_error_is_retryable(source),
+            EnrichError::ContentChanging { .. } => true,
+        }
+    }
+
+    /// The earliest sensible retry, when a provider said (429 `Retry-After`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            EnrichError::Embed(e) => e.retry_after(),
+            EnrichError::Extract(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+
+    fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> EnrichError {
+        move |source| EnrichError::Database { context, source }
+    }
+
+    /// A write that lost a race that a second try wins: a deadlock or serialization failure
+    /// between neighbours' enrichments, two first enrichments of a type creating its pattern
+    /// at once, or a neighbour hard-deleted (eviction) between the read and the write.
+    fn is_lost_race(&self) -> bool {
+        match self {
+            EnrichError::Database {
+                source: sqlx::Error::Database(e),
+                ..
+            } => matches!(
+                e.code().as_deref(),
+                Some("40P01" | "40001" | "23505" | "23503")
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// The enrichment job's long-lived parts, built once by the runtime and shared by every
+/// enrichment: the providers, the settings, and a [`PgVectorIndex`] with its vector cache
+/// (which is what makes it faster than calling [`enrich`] per job).
+#[derive(Clone)]
+pub struct Enricher {
+    pool: PgPool,
+    index: Arc<dyn VectorIndex>,
+    embedder: Arc<dyn Embedder>,
+    extractor: Arc<dyn Extractor>,
+    settings: EnrichmentSettings,
+}
+
+impl Enricher {
+    /// An enricher over the built-in index, caching up to [`DEFAULT_CACHE_BYTES`] of vectors.
+    pub fn new(
+        pool: PgPool,
+        embedder: Arc<dyn Embedder>,
+        extractor: Arc<dyn Extractor>,
+        settings: EnrichmentSettings,
+    ) -> Self {
+        let index = Arc::new(PgVectorIndex::with_cache(pool.clone(), DEFAULT_CACHE_BYTES));
+        Enricher {
+            pool,
+            index,
+            embedder,
+            extractor,
+            settings,
+        }
+    }
+
+    /// The same, with another vector index (an external one, or a differently sized cache).
+    pub fn with_index(mut self, index: Arc<dyn VectorIndex>) -> Self {
+        self.index = index;
+        self
+    }
+
+    /// Enriches one memory (see [`enrich`]).
+    pub async fn enrich(&self, memory_id: Uuid) -> Result<EnrichmentReport, EnrichError> {
+        enrich_with_index(
+            &self.pool,
+            &*self.index,
+            memory_id,
+            &*self.embedder,
+            &*self.extractor,
+            &self.settings,
+        )
+        .await
+    }
+
+    pub fn settings(&self) -> &EnrichmentSettings {
+        &self.settings
+    }
+
+    pub fn embedder(&self) -> &dyn Embedder {
+        &*self.embedder
+    }
+}
+
+/// Enriches one memory with the built-in vector index (`memory_embeddings`), uncached: for
+/// one-off calls. A worker that enriches many memories should hold an [`Enricher`].
+pub async fn enrich(
+    pool: &PgPool,
+    memory_id: Uuid,
+    embedder: &dyn Embedder,
+    extractor: &dyn Extractor,
+    settings: &EnrichmentSettings,
+) -> Result<EnrichmentReport, EnrichError> {
+    let index = PgVectorIndex::new(pool.clone());
+    enrich_with_index(pool, &index, memory_id, embedder, extractor, settings).await
+}
+
+/// Enriches one memory, with embeddings kept in `index`.
+pub async fn enrich_with_index(
+    pool: &PgPool,
+    index: &dyn VectorIndex,
+    memory_id: Uuid,
+    embedder: &dyn Embedder,
+    extractor: &dyn Extractor,
+    settings: &EnrichmentSettings,
+) -> Result<EnrichmentReport, EnrichError> {
+    for _ in 0..MAX_CONTENT_RACES {
+        match enrich_once(pool, index, memory_id, embedder, extractor, settings).await {
+            Ok(Some(report)) => {
+                tracing::debug!(?report, "memory enriched");
+                return Ok(report);
+            }
+            // The memory changed or went away under us: read it again.
+            Ok(None) => continue,
+            Err(e) if e.is_lost_race() => {
+                tracing::debug!(%memory_id, error = %e, "enrichment write lost a race; retrying");
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(EnrichError::ContentChanging { memory_id })
+}
+
+/// One pass; `None` when the memory changed between the read and the write.
+async fn enrich_once(
+    pool: &PgPool,
+    index: &dyn VectorIndex,
+    memory_id: Uuid,
+    embedder: &dyn Embedder,
+    extractor: &dyn Extractor,
+    settings: &EnrichmentSettings,
+) -> Result<Option<EnrichmentReport>, EnrichError> {
+    let memory = match store::load(
+        pool,
+        memory_id,
+        settings.preceded_window,
+        settings.preceded_cap,
+        // Enough to tell whether the type has `pattern_min_others`, and a sample for terms.
+        PATTERN_SAMPLE.max(settings.pattern_min_others),
+    )
+    .await?
+    {
+        None => {
+            return Ok(Some(EnrichmentReport::skipped(
+                memory_id,
+                SkipReason::Missing,
+            )))
+        }
+        Some(m) if m.deleted => {
+            return Ok(Some(EnrichmentReport::skipped(
+                memory_id,
+                SkipReason::Deleted,
+            )))
+        }
+        Some(m) => m,
+    };
+
+    // 1. A fresh embedding.
+    let stored = index.get(memory_id).await?;
+    let (vector, embedded, replaced) = match stored {
+        Some(s) if s.is_fresh(&memory.content_hash, embedder.model(), embedder.dims()) => {
+            (s.vector, false, false)
+        }
+        previous => {
+            let mut vectors = embedder
+                .embed(std::slice::from_ref(&memory.content))
+                .await?;
+            // Providers validate their answers; checked again here because a wrong vector
+            // must never reach the index, whatever the embedder.
+            validate_vectors(1, embedder.dims(), &vectors)?;
+            let vector = vectors.pop().expect("validated: one vector");
+            index
+                .upsert(&[EmbeddingRecord {
+                    memory_id,
+                    model: embedder.model().to_string(),
+                    content_hash: memory.content_hash.clone(),
+                    vector: vector.clone(),
+                }])
+                .await?;
+            (vector, true, previous.is_some())
+        }
+    };
+
+    // 2. Entities.
+    let entities = normalize(extractor.extract(&memory.content).await?);
+
+    // 4. Neighbours (3 came with the memory).
+    let neighbours = index
+        .nearest(&NeighbourQuery {
+            owner_id: &memory.owner_id,
+            model: embedder.model(),
+            vector: &vector,
+            exclude: Some(memory_id),
+            threshold: settings.similarity_threshold,
+            k: settings.top_k,
+        })
+        .await?;
+
+    // 5. The pattern, once enough others share the type.
+    let pattern = (memory.type_sample.len() >= settings.pattern_min_others).then(|| {
+        let texts = std::iter::once(memory.content.as_str())
+            .chain(memory.type_sample.iter().map(String::as_str));
+        (
+            pattern_id(&memory.memory_type),
+            top_terms(texts, PATTERN_TERMS),
+        )
+    });
+
+    let mut edges = Vec::with_capacity(memory.preceded.len() + 2 * neighbours.len() + 1);
+    edges.extend(memory.preceded.iter().map(|&dst| Edge {
+        src: memory_id,
+        dst,
+        kind: PRECEDED_BY,
+        weight: 1.0,
+    }));
+    for n in &neighbours {
+        for (src, dst) in [(memory_id, n.memory_id), (n.memory_id, memory_id)] {
+            edges.push(Edge {
+                src,
+                dst,
+                kind: SIMILAR_TO,
+                weight: n.similarity,
+            });
+        }
+    }
+    if let Some((id, _)) = &pattern {
+        edges.push(Edge {
+            src: memory_id,
+            dst: *id,
+            kind: EXEMPLIFIES,
+            weight: 1.0,
+        });
+    }
+
+    // 2–6 in one statement.
+    let written = store::write(
+        pool,
+        &Derived {
+            memory_id,
+            content_hash: &memory.content_hash,
+            version: settings.version,
+            entities: &entities,
+            edges: &edges,
+            replace_similar: replaced,
+            pattern: pattern
+                .as_ref()
+                .map(|(id, terms)| (*id, memory.memory_type.as_str(), terms.as_slice())),
+        },
+    )
+    .await?;
+    if !written {
+        return Ok(None);
+    }
+    Ok(Some(EnrichmentReport {
+        memory_id,
+        status: EnrichmentStatus::Enriched,
+        reason: None,
+        embedded,
+        entities: entities.len(),
+        preceded_by: memory.preceded.len(),
+        similar_to: neighbours.len(),
+        pattern: pattern.map(|(id, _)| id),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_shape_and_key() {
+        let id = Uuid::from_u128(7);
+        let args = EnrichmentArgs { memory_id: id };
+        assert_eq!(
+            serde_json::to_value(args).unwrap(),
+            serde_json::json!({"memory_id": id})
+        );
+        assert_eq!(args.unique_key(), format!("enrichment:{id}"));
+        assert_eq!(EnrichmentArgs::KIND, "enrichment");
+    }
+
+    #[test]
+    fn report_serialises_as_documented() {
+        let r = EnrichmentReport::skipped(Uuid::nil(), SkipReason::Deleted);
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["status"], "skipped");
+        assert_eq!(v["reason"], "deleted");
+        assert_eq!(v["pattern"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn error_classification() {
+        let quota: EnrichError = EmbedError::QuotaExceeded("no credit".into()).into();
+        assert!(!quota.is_retryable());
+        assert!(quota.to_string().contains("insufficient_quota"));
+        let limited: EnrichError = EmbedError::RateLimited {
+            retry_after: Some(Duration::from_secs(9)),
+            message: "m".into(),
+        }
+        .into();
+        assert!(limited.is_retryable());
+        assert_eq!(limited.retry_after(), Some(Duration::from_secs(9)));
+        let pool_gone = EnrichError::Database {
+            context: "x",
+            source: sqlx::Error::PoolTimedOut,
+        };
+        assert!(pool_gone.is_retryable());
+    }
+}

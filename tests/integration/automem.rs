@@ -1,0 +1,198 @@
+//! Enrichment through the runtime: plain SQL inserts are enriched with no call to memwarden,
+//! AutoMem's status drains, and AutoMem's own curl for reprocess works.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
+
+use crate::harness::{count, eventually, Daemon, TestDb, ADMIN, API};
+
+async fn insert_memories(pool: &sqlx::PgPool, n: i64, owners: i64) {
+    sqlx::query(
+        "INSERT INTO memories (owner_id, memory_type, content, created_at) \
+         SELECT 'owner-' || (g % $2), (ARRAY['Decision','Preference','Insight','Context'])[1 + g % 4], \
+                'memory ' || g || ' about postgres queues and rust services, note ' || (g % 7) || ' by Alice Walker', \
+                now() - (g || ' seconds')::interval \
+         FROM generate_series(1, $1) g",
+    )
+    .bind(n)
+    .bind(owners)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+async fn enrichment_status(d: &Daemon) -> Value {
+    reqwest::get(d.url("/enrichment/status"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn plain_inserts_are_enriched_and_the_status_drains() {
+    let db = TestDb::migrated();
+    let pool = db.pool().await;
+    let d = Daemon::builder(&db.url)
+        .config("[queues.default]\nconcurrency = 8")
+        .spawn();
+    insert_memories(&pool, 400, 20).await;
+    eventually(Duration::from_secs(60), "every memory enriched", || async {
+        count(
+            &pool,
+            "SELECT count(*) FROM memories WHERE enriched_at IS NULL",
+        )
+        .await
+            == 0
+    })
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "status drains to queue_depth 0",
+        || async { enrichment_status(&d).await["queue_depth"] == 0 },
+    )
+    .await;
+    let s = enrichment_status(&d).await;
+    assert_eq!(s["status"], "running");
+    assert_eq!(s["processed"], 400, "{s}");
+    assert_eq!(s["failed"], 0);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM memory_embeddings").await,
+        400
+    );
+    assert!(
+        count(
+            &pool,
+            "SELECT count(*) FROM memory_edges WHERE kind = 'PRECEDED_BY'"
+        )
+        .await
+            > 0
+    );
+    let metrics = reqwest::get(d.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("memwarden_enrichment_processed_total 400"),
+        "metrics count enrichments"
+    );
+}
+
+/// AutoMem's documented curl: `Authorization: Bearer $AUTOMEM_API_TOKEN` plus
+/// `X-Admin-Token: $ADMIN_API_TOKEN`, body `{"ids": [...]}`.
+#[tokio::test]
+async fn automem_reprocess_curl_works() {
+    let db = TestDb::migrated();
+    let pool = db.pool().await;
+    let d = Daemon::start(&db.url);
+    insert_memories(&pool, 3, 1).await;
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM memories ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(20), "enriched", || async {
+        count(
+            &pool,
+            "SELECT count(*) FROM memories WHERE enriched_at IS NULL",
+        )
+        .await
+            == 0
+    })
+    .await;
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-X", "POST", &d.url("/enrichment/reprocess")])
+        .args([
+            "-H",
+            &format!("Authorization: Bearer {API}"),
+            "-H",
+            &format!("X-Admin-Token: {ADMIN}"),
+        ])
+        .args([
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &json!({"ids": ids}).to_string(),
+            "-w",
+            "\n%{http_code}",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    assert_eq!(code, "202", "{text}");
+    let v: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(v["status"], "queued");
+    assert_eq!(v["count"], 3);
+    // Forced: three more jobs even though the memories were just enriched.
+    eventually(Duration::from_secs(20), "reprocessed", || async {
+        count(&pool, "SELECT count(*) FROM memwarden.jobs WHERE kind = 'enrichment' AND status = 'succeeded'").await == 6
+    })
+    .await;
+
+    for body in [
+        json!({"ids": []}),
+        json!({}),
+        json!({"ids": ["not-a-uuid"]}),
+    ] {
+        let r = d.post("/enrichment/reprocess", body.clone()).await;
+        assert_eq!(r.status(), 400, "{body}");
+    }
+    let r = reqwest::Client::new()
+        .post(d.url("/enrichment/reprocess"))
+        .bearer_auth(API)
+        .json(&json!({"ids": ids}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "the admin token is required too");
+}
+
+/// Killed with SIGKILL halfway and restarted: every memory still ends enriched, with no
+/// duplicate entities or edges.
+#[tokio::test]
+async fn sigkill_halfway_still_enriches_every_memory_once_in_effect() {
+    let db = TestDb::migrated();
+    let pool = db.pool().await;
+    let fast = "[queue]\nlease = 2\nheartbeat = 0.5\nreaper_interval = 0.5\n[queues.default]\nconcurrency = 4";
+    let mut first = Daemon::builder(&db.url).config(fast).spawn();
+    insert_memories(&pool, 300, 10).await;
+    eventually(Duration::from_secs(30), "about half enriched", || async {
+        count(
+            &pool,
+            "SELECT count(*) FROM memories WHERE enriched_at IS NOT NULL",
+        )
+        .await
+            >= 100
+    })
+    .await;
+    first.signal(Signal::SIGKILL);
+    first.wait_exit(Duration::from_secs(5)).unwrap();
+    let _second = Daemon::builder(&db.url).config(fast).spawn();
+    eventually(Duration::from_secs(90), "every memory enriched", || async {
+        count(
+            &pool,
+            "SELECT count(*) FROM memories WHERE enriched_at IS NULL",
+        )
+        .await
+            == 0
+    })
+    .await;
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM memory_embeddings").await,
+        300
+    );
+    let dup_entities = count(
+        &pool,
+        "SELECT count(*) FROM (SELECT memory_id, category, slug FROM memory_entities GROUP BY 1, 2, 3 HAVING count(*) > 1) x",
+    )
+    .await;
+    let dup_edges = count(&pool, "SELECT count(*) FROM (SELECT src_id, dst_id, kind FROM memory_edges GROUP BY 1, 2, 3 HAVING count(*) > 1) x").await;
+    assert_eq!((dup_entities, dup_edges), (0, 0));
+    let dup_tags = count(&pool, "SELECT count(*) FROM memories WHERE cardinality(tags) <> (SELECT count(DISTINCT t) FROM unnest(tags) t)").await;
+    assert_eq!(dup_tags, 0, "no tag added twice");
+}
