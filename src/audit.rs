@@ -77,6 +77,15 @@ pub async fn record(pool: Option<&PgPool>, r: AuditRecord) {
         "Admin audit"
     );
     let Some(pool) = pool else { return };
+    // PostgreSQL stores no NUL in text: keep the entry, with the character made visible.
+    let clean = |s: &str| s.replace('\0', "\u{FFFD}");
+    let r = AuditRecord {
+        caller: clean(&r.caller),
+        method: clean(&r.method),
+        path: clean(&r.path),
+        justification: r.justification.as_deref().map(clean),
+        ..r
+    };
     if let Err(e) = append(pool, &r).await {
         metrics::counter!("memwarden_db_errors_total", "op" => "audit").increment(1);
         tracing::error!(error = %e, path = %r.path, "audit row not written");

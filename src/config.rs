@@ -518,6 +518,12 @@ impl Settings {
                 continue; // MEMWARDEN_CONFIG and friends are not settings.
             };
             let parts: Vec<&str> = dotted.split('.').collect();
+            if parts.iter().any(|p| p.is_empty()) {
+                return Err(ConfigError::invalid(
+                    name.clone(),
+                    "is not of the form MEMWARDEN_<SECTION>__<KEY> (a part of the key is empty)",
+                ));
+            }
             set_path(&mut tree, &parts, scalar(value))?;
         }
         if let Some(url) = &overrides.database_url {
@@ -830,7 +836,16 @@ impl Settings {
     }
 }
 
+/// Longer than any setting needs, and far inside what a `Duration` holds.
+const MAX_SECONDS: f64 = 10.0 * 365.0 * 24.0 * 3600.0;
+
 fn positive(key: &str, value: f64, zero_ok: bool) -> Result<(), ConfigError> {
+    if value.is_finite() && value > MAX_SECONDS {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{value} s is longer than ten years"),
+        ));
+    }
     if !value.is_finite() || value < 0.0 || (!zero_ok && value == 0.0) {
         let need = if zero_ok {
             "zero or more"
@@ -971,6 +986,23 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("schedules[0].cron"), "{e}");
+    }
+
+    #[test]
+    fn seconds_too_large_for_a_duration_and_empty_env_key_parts_are_refused() {
+        let e = load("[shutdown]\ngrace_period = 1e300\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("shutdown.grace_period") && e.contains("ten years"),
+            "{e}"
+        );
+        let e = load("", &[("MEMWARDEN___", "0")]).unwrap_err().to_string();
+        assert!(e.contains("MEMWARDEN___"), "{e}");
+        let e = load("", &[("MEMWARDEN_QUEUE__", "1")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("MEMWARDEN_QUEUE__"), "{e}");
     }
 
     #[test]

@@ -81,6 +81,9 @@ pub async fn run(app: App, listener: TcpListener, registry: Registry) -> anyhow:
             },
         }
     };
+    // A stop that arrived while a connect attempt was under way: that attempt may still have
+    // succeeded, but the stop wins.
+    let pool = pool.filter(|_| !starting.is_cancelled());
     let Some(pool) = pool else {
         tracing::info!("stopped while starting");
         control_stop.cancel();

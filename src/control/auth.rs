@@ -291,6 +291,13 @@ pub async fn require(State((app, need)): State<(App, Need)>, req: Request, next:
 
     let (caller, response) = match authorize(&settings, &presented, need) {
         Err(problem) => (identify(&settings, &presented), with_challenge(problem)),
+        Ok(caller) if justification.as_deref().is_some_and(|j| j.contains('\0')) => {
+            let problem = Problem::bad_request(
+                "invalid_character",
+                "`justification` contains a NUL character (\\u0000), which cannot be stored",
+            );
+            (caller, problem.into_response())
+        }
         Ok(caller) if settings.admin.require_justification && justification.is_none() => {
             let problem = Problem::bad_request(
                 "justification_required",
