@@ -416,8 +416,8 @@ async fn run_enrich_bench(url: &str, n: i64, owners: i64, concurrency: u32) -> R
     );
     let pool = PgPool::connect(url).await?;
     crate::db::migrate(&pool).await?;
-    let registry = crate::kinds::registry(&settings)?;
     let app = App::new(settings, None, Overrides::default(), LogControl::detached());
+    let registry = crate::kinds::registry(app.watch_settings())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let daemon = tokio::spawn(crate::daemon::run(app.clone(), listener, registry));
     while app.lifecycle().state() != State::Ready {

@@ -2,22 +2,28 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use memwarden_jobs::eviction::{
     self, EvictionArgs, EvictionError, EvictionSettings, RetentionPeriod,
 };
-use memwarden_jobs::{
-    memories_needing_enrichment, Embedder, Enricher, EnrichmentArgs, EnrichmentSettings, Extractor,
-};
+use memwarden_jobs::{memories_needing_enrichment, Enricher, EnrichmentArgs};
 
-use crate::config::Settings;
+use tokio::sync::watch;
+
+use crate::config::{EmbeddingSettings, EnrichmentConfig, ExtractionSettings, Settings};
 use crate::queue::probe::ProbeHandler;
 use crate::queue::purge::PurgeHandler;
 use crate::queue::{Handler, JobContext, Outcome, Registry};
 
-pub fn registry(settings: &Settings) -> anyhow::Result<Registry> {
+/// The kinds of this daemon, following the live settings where a kind's work depends on them.
+pub fn registry(live: watch::Receiver<Arc<Settings>>) -> anyhow::Result<Registry> {
+    let snapshot = live.borrow().clone();
+    let settings: &Settings = &snapshot;
+    // Fail at start, not on the first job, when the configured providers cannot be built.
+    crate::providers::embedder(settings)?;
+    crate::providers::extractor(settings)?;
     let mut registry = Registry::new().register(
         "job-purge",
         PurgeHandler {
@@ -39,10 +45,8 @@ pub fn registry(settings: &Settings) -> anyhow::Result<Registry> {
         .register(
             "enrichment",
             EnrichmentHandler {
-                embedder: crate::providers::embedder(settings)?,
-                extractor: crate::providers::extractor(settings)?,
-                settings: crate::providers::enrichment_settings(settings),
-                enricher: OnceLock::new(),
+                settings: live,
+                current: Mutex::new(None),
             },
         )
         .register(
@@ -73,10 +77,41 @@ pub static ENRICHMENT_STATS: EnrichmentStats = EnrichmentStats {
 /// `enrichment`: one memory through the pipeline. The enricher (and its vector cache) is
 /// built once, on the first job, with the queue's pool.
 struct EnrichmentHandler {
-    embedder: Arc<dyn Embedder>,
-    extractor: Arc<dyn Extractor>,
-    settings: EnrichmentSettings,
-    enricher: OnceLock<Enricher>,
+    /// The live settings; the providers follow `[embedding]`, `[extraction]` and
+    /// `[enrichment]` across config reloads.
+    settings: watch::Receiver<Arc<Settings>>,
+    /// The enricher (with its vector cache) and the settings sections it was built from.
+    current: Mutex<Option<(ProviderSections, Enricher)>>,
+}
+
+type ProviderSections = (EmbeddingSettings, ExtractionSettings, EnrichmentConfig);
+
+impl EnrichmentHandler {
+    /// The enricher for the settings in force: built on the first job, rebuilt after a
+    /// reload that changed the provider sections.
+    fn enricher(&self, pool: &sqlx::PgPool) -> anyhow::Result<Enricher> {
+        let settings = self.settings.borrow().clone();
+        let sections = (
+            settings.embedding.clone(),
+            settings.extraction.clone(),
+            settings.enrichment.clone(),
+        );
+        let mut current = self.current.lock().expect("enricher lock");
+        if let Some((built_from, enricher)) = current.as_ref() {
+            if *built_from == sections {
+                return Ok(enricher.clone());
+            }
+            tracing::info!("provider settings changed: rebuilding the enricher");
+        }
+        let enricher = Enricher::new(
+            pool.clone(),
+            crate::providers::embedder(&settings)?,
+            crate::providers::extractor(&settings)?,
+            crate::providers::enrichment_settings(&settings),
+        );
+        *current = Some((sections, enricher.clone()));
+        Ok(enricher)
+    }
 }
 
 #[async_trait::async_trait]
@@ -86,14 +121,10 @@ impl Handler for EnrichmentHandler {
             Ok(a) => a,
             Err(e) => return Outcome::Discard(format!("bad enrichment args: {e}")),
         };
-        let enricher = self.enricher.get_or_init(|| {
-            Enricher::new(
-                job.pool.clone(),
-                self.embedder.clone(),
-                self.extractor.clone(),
-                self.settings.clone(),
-            )
-        });
+        let enricher = match self.enricher(&job.pool) {
+            Ok(e) => e,
+            Err(e) => return Outcome::Failed(format!("cannot build the providers: {e:#}")),
+        };
         match enricher.enrich(args.memory_id).await {
             Ok(report) => {
                 ENRICHMENT_STATS.processed.fetch_add(1, Ordering::Relaxed);

@@ -95,6 +95,16 @@ pub fn reload(app: &App) -> ReloadOutcome {
     let restart = current.restart_only_changes(&newer);
     app.replace_settings(newer);
     app.set_active_file(metadata.clone());
+    // Schedules live in the table: write the new set there (in the background, as reload is
+    // called from signal handling and request handlers alike).
+    if let (Some(queue), Ok(handle)) = (app.queue().cloned(), tokio::runtime::Handle::try_current())
+    {
+        handle.spawn(async move {
+            if let Err(e) = crate::queue::cron::sync_schedules(&queue).await {
+                tracing::error!(error = %e, "schedules not updated after the config reload");
+            }
+        });
+    }
     let message = if restart.is_empty() {
         "configuration reloaded".to_string()
     } else {

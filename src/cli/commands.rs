@@ -236,8 +236,8 @@ async fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the control port {addr} (control.addr)"))?;
-    let registry = crate::kinds::registry(&settings)?;
     let app = App::new(settings, cli.config.clone(), overrides, log);
+    let registry = crate::kinds::registry(app.watch_settings())?;
     match daemon::run(app, listener, registry).await? {
         Exit::Clean => Ok(ExitCode::SUCCESS),
         Exit::Hard => Ok(ExitCode::from(1)),

@@ -53,8 +53,8 @@ pub async fn dev(config: Option<std::path::PathBuf>, log_format: LogFormat) -> R
         if throwaway.is_some() { " (throwaway, removed on exit)" } else { "" }
     );
 
-    let registry = crate::kinds::registry(&settings)?;
     let app = App::new(settings, config, overrides, log);
+    let registry = crate::kinds::registry(app.watch_settings())?;
     let exit = daemon::run(app, listener, registry).await;
     if let Some(pg) = throwaway {
         pg.stop();

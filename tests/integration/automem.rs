@@ -196,3 +196,60 @@ async fn sigkill_halfway_still_enriches_every_memory_once_in_effect() {
     let dup_tags = count(&pool, "SELECT count(*) FROM memories WHERE cardinality(tags) <> (SELECT count(DISTINCT t) FROM unnest(tags) t)").await;
     assert_eq!(dup_tags, 0, "no tag added twice");
 }
+
+/// Provider settings reload live: after a SIGHUP that changes `[embedding]`, the next
+/// enrichment uses the new embedder.
+#[tokio::test]
+async fn provider_settings_reload_live() {
+    let db = TestDb::migrated();
+    let pool = db.pool().await;
+    let d = Daemon::start(&db.url);
+    insert_memories(&pool, 1, 1).await;
+    eventually(
+        Duration::from_secs(20),
+        "enriched with the default 384 dims",
+        || async {
+            count(
+                &pool,
+                "SELECT count(*) FROM memory_embeddings WHERE dims = 384",
+            )
+            .await
+                == 1
+        },
+    )
+    .await;
+    let config = d.log.parent().unwrap().join("memwarden.toml");
+    std::fs::write(
+        &config,
+        "[embedding]\nprovider = \"hash\"\ndimensions = 64\n",
+    )
+    .unwrap();
+    d.signal(Signal::SIGHUP);
+    eventually(Duration::from_secs(5), "reloaded", || async {
+        d.logs().contains("configuration reloaded")
+    })
+    .await;
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM memories")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        d.post("/enrichment/reprocess", json!({"ids": [id]}))
+            .await
+            .status(),
+        202
+    );
+    eventually(
+        Duration::from_secs(20),
+        "re-embedded with 64 dims",
+        || async {
+            count(
+                &pool,
+                "SELECT count(*) FROM memory_embeddings WHERE dims = 64",
+            )
+            .await
+                == 1
+        },
+    )
+    .await;
+}

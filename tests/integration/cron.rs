@@ -158,3 +158,30 @@ async fn schedules_api_with_etags() {
     assert_eq!(r.status(), 204);
     assert_eq!(d.get("/v1/schedules/nightly").await.status(), 404);
 }
+
+#[tokio::test]
+async fn a_config_reload_updates_the_schedules() {
+    let db = TestDb::migrated();
+    let d = Daemon::builder(&db.url).spawn();
+    let config = d.log.parent().unwrap().join("memwarden.toml");
+    std::fs::write(
+        &config,
+        "[[schedules]]\nname = \"from-reload\"\ncron = \"0 0 * * * *\"\nkind = \"probe\"\n",
+    )
+    .unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    crate::harness::eventually(
+        Duration::from_secs(5),
+        "the new schedule is in the table",
+        || async { d.get("/v1/schedules/from-reload").await.status() == 200 },
+    )
+    .await;
+    std::fs::write(&config, "").unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    crate::harness::eventually(
+        Duration::from_secs(5),
+        "the removed schedule is gone",
+        || async { d.get("/v1/schedules/from-reload").await.status() == 404 },
+    )
+    .await;
+}
