@@ -1,5 +1,6 @@
 //! Rescues the jobs of dead workers: a running job whose lease expired gets a `lost` attempt
-//! and becomes claimable again at once (or fails, if that was its last attempt).
+//! and becomes claimable again at once (or fails, if that was its last attempt). It keeps its
+//! `run_at`, so under a backlog it keeps its place in line instead of going to the back.
 
 use std::time::Duration;
 
@@ -18,7 +19,6 @@ reaped AS ( \
   UPDATE memwarden.jobs j SET \
     status = CASE WHEN j.attempt >= j.max_attempts THEN 'failed' ELSE 'available' END, \
     finished_at = CASE WHEN j.attempt >= j.max_attempts THEN now() END, \
-    run_at = now(), \
     last_error = 'lease expired: worker ' || COALESCE(lost.lease_owner, '?') || ' lost the job', \
     lease_owner = NULL, lease_expires_at = NULL \
   FROM lost WHERE j.id = lost.id \
