@@ -110,19 +110,8 @@ async fn run_command(cli: Cli) -> Result<ExitCode> {
             super::follow::follow(&c, &id, "evict").await
         }
         Command::Migrate(args) => {
-            let overrides = Overrides {
-                database_url: args.database_url.clone(),
-                ..Default::default()
-            };
-            let settings = load(&cli, &overrides)?;
+            let (settings, pool) = connect(&cli, args.database_url.clone()).await?;
             crate::telemetry::init_logging(cli.log_format, &settings.log.level);
-            let url = settings
-                .database_url()
-                .context("no database configured: set DATABASE_URL or --database-url")?;
-            let pool = crate::db::pool_options(&settings)
-                .connect(url)
-                .await
-                .context("connecting to the database")?;
             crate::db::migrate(&pool)
                 .await
                 .context("running migrations")?;
@@ -190,36 +179,7 @@ async fn run_command(cli: Cli) -> Result<ExitCode> {
         }
         Command::Enqueue(args) => enqueue(&cli, args).await,
         Command::Jobs(cmd) => jobs(&cli, cmd).await,
-        Command::Bench(BenchCommand::Enrich {
-            memories,
-            owners,
-            concurrency,
-            database_url,
-        }) => {
-            crate::telemetry::init_logging(cli.log_format, "warn");
-            crate::bench::enrich(database_url, *memories, *owners, *concurrency).await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench(BenchCommand::Evict {
-            conversations,
-            batch_size,
-            pause_ms,
-            database_url,
-        }) => {
-            crate::telemetry::init_logging(cli.log_format, "warn");
-            crate::bench::evict(database_url, *conversations, *batch_size, *pause_ms).await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench(BenchCommand::Queue {
-            jobs,
-            concurrency,
-            samples,
-            database_url,
-        }) => {
-            crate::telemetry::init_logging(cli.log_format, "warn");
-            crate::bench::queue(database_url, *jobs, *concurrency, *samples).await?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Bench(cmd) => bench(&cli, cmd).await,
     }
 }
 
@@ -438,18 +398,7 @@ async fn jobs(cli: &Cli, cmd: &JobsCommand) -> Result<ExitCode> {
 }
 
 async fn audit_verify(cli: &Cli, args: &super::DbArgs) -> Result<ExitCode> {
-    let overrides = Overrides {
-        database_url: args.database_url.clone(),
-        ..Default::default()
-    };
-    let settings = load(cli, &overrides)?;
-    let url = settings
-        .database_url()
-        .context("no database configured: set DATABASE_URL or --database-url")?;
-    let pool = crate::db::pool_options(&settings)
-        .connect(url)
-        .await
-        .context("connecting to the database")?;
+    let (_, pool) = connect(cli, args.database_url.clone()).await?;
     match crate::audit::verify(&pool)
         .await
         .context("reading memwarden.audit_log")?
@@ -463,4 +412,47 @@ async fn audit_verify(cli: &Cli, args: &super::DbArgs) -> Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Benchmarks log only warnings, so their figures stand out.
+async fn bench(cli: &Cli, cmd: &BenchCommand) -> Result<ExitCode> {
+    crate::telemetry::init_logging(cli.log_format, "warn");
+    match cmd {
+        BenchCommand::Queue {
+            jobs,
+            concurrency,
+            samples,
+            database_url,
+        } => crate::bench::queue(database_url, *jobs, *concurrency, *samples).await?,
+        BenchCommand::Enrich {
+            memories,
+            owners,
+            concurrency,
+            database_url,
+        } => crate::bench::enrich(database_url, *memories, *owners, *concurrency).await?,
+        BenchCommand::Evict {
+            conversations,
+            batch_size,
+            pause_ms,
+            database_url,
+        } => crate::bench::evict(database_url, *conversations, *batch_size, *pause_ms).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The database of commands that need only it (migrate, audit verify).
+async fn connect(cli: &Cli, database_url: Option<String>) -> Result<(Settings, sqlx::PgPool)> {
+    let overrides = Overrides {
+        database_url,
+        ..Default::default()
+    };
+    let settings = load(cli, &overrides)?;
+    let url = settings
+        .database_url()
+        .context("no database configured: set DATABASE_URL or --database-url")?;
+    let pool = crate::db::pool_options(&settings)
+        .connect(url)
+        .await
+        .context("connecting to the database")?;
+    Ok((settings, pool))
 }
