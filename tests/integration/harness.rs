@@ -6,140 +6,17 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use memwarden::devdb::ThrowawayPostgres;
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, PgPool};
+use sqlx::PgPool;
 
 pub const API: &str = "test-api-token";
 pub const ADMIN: &str = "test-admin-token";
 
-enum Server {
-    External(String),
-    Throwaway(ThrowawayPostgres),
-}
-
-static SERVER: OnceLock<Server> = OnceLock::new();
-static TEMPLATE: Mutex<Option<String>> = Mutex::new(None);
-
-fn server() -> &'static Server {
-    SERVER.get_or_init(|| match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Server::External(url),
-        _ => Server::Throwaway(
-            ThrowawayPostgres::start(true).expect("starting a throwaway PostgreSQL for the tests"),
-        ),
-    })
-}
-
-/// The URL of database `name` on the test server.
-pub fn url_of(name: &str) -> String {
-    match server() {
-        Server::External(url) => {
-            let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(url);
-            format!("{base}/{name}")
-        }
-        Server::Throwaway(pg) => pg.url(name),
-    }
-}
-
-fn admin_sql(sql: &str) {
-    let url = url_of("postgres");
-    let sql = sql.to_string();
-    // Its own thread and runtime, so it works from sync code and from inside any test runtime.
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let opts: PgConnectOptions = url.parse().unwrap();
-            let mut conn = opts.connect().await.expect("connecting to the test server");
-            sqlx::query(&sql)
-                .execute(&mut conn)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-            conn.close().await.ok();
-        })
-    })
-    .join()
-    .expect("admin sql thread");
-}
-
-/// A database of its own for one test; dropped (with FORCE) when the test ends.
-pub struct TestDb {
-    pub name: String,
-    pub url: String,
-}
-
-impl TestDb {
-    /// A fresh, migrated database.
-    pub fn migrated() -> TestDb {
-        let mut template = TEMPLATE.lock().unwrap_or_else(|e| e.into_inner());
-        if template.is_none() {
-            let name = format!("mw_template_{}", std::process::id());
-            admin_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-            admin_sql(&format!("CREATE DATABASE {name}"));
-            let url = url_of(&name);
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    let pool = PgPool::connect(&url).await.unwrap();
-                    memwarden::db::migrate(&pool)
-                        .await
-                        .expect("migrating the template");
-                    memwarden::queue::probe::create_effects_table(&pool)
-                        .await
-                        .unwrap();
-                    pool.close().await;
-                })
-            })
-            .join()
-            .unwrap();
-            *template = Some(name);
-        }
-        let name = format!("mw_test_{}", uuid::Uuid::new_v4().simple());
-        admin_sql(&format!(
-            "CREATE DATABASE {name} TEMPLATE {}",
-            template.as_ref().unwrap()
-        ));
-        TestDb {
-            url: url_of(&name),
-            name,
-        }
-    }
-
-    /// A fresh database with nothing in it.
-    pub fn empty() -> TestDb {
-        let name = format!("mw_test_{}", uuid::Uuid::new_v4().simple());
-        admin_sql(&format!("CREATE DATABASE {name}"));
-        TestDb {
-            url: url_of(&name),
-            name,
-        }
-    }
-
-    pub async fn pool(&self) -> PgPool {
-        sqlx::postgres::PgPoolOptions::new()
-            .max_connections(5)
-            .connect(&self.url)
-            .await
-            .expect("connecting to the test database")
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        admin_sql(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ));
-    }
-}
+#[path = "../common/pg.rs"]
+mod pg;
+pub use pg::TestDb;
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

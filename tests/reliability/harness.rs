@@ -10,13 +10,11 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use memwarden::devdb::ThrowawayPostgres;
 use nix::sys::signal::Signal;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgPool};
+use sqlx::PgPool;
 
 pub const API: &str = "reliability-api-token";
 pub const ADMIN: &str = "reliability-admin-token";
@@ -56,146 +54,9 @@ enabled = false
 ";
 pub const REAPER_S: f64 = 0.5;
 
-enum Server {
-    External(String),
-    Throwaway(ThrowawayPostgres),
-}
-
-static SERVER: OnceLock<Server> = OnceLock::new();
-static TEMPLATE: Mutex<Option<String>> = Mutex::new(None);
-
-fn server() -> &'static Server {
-    SERVER.get_or_init(|| match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Server::External(url),
-        _ => Server::Throwaway(
-            ThrowawayPostgres::start(true).expect("starting a throwaway PostgreSQL for the suite"),
-        ),
-    })
-}
-
-/// The URL of database `name` on the shared test server.
-pub fn url_of(name: &str) -> String {
-    match server() {
-        Server::External(url) => {
-            let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(url);
-            format!("{base}/{name}")
-        }
-        Server::Throwaway(pg) => pg.url(name),
-    }
-}
-
-/// Runs `f` on a thread of its own with a current-thread runtime: works from sync code, from
-/// `Drop`, and from inside any test's runtime.
-fn on_own_runtime<T, F, Fut>(f: F) -> T
-where
-    T: Send + 'static,
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = T>,
-{
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f())
-    })
-    .join()
-    .expect("helper thread")
-}
-
-/// One statement on a fresh connection to `url`.
-pub fn sql_at(url: &str, sql: &str) {
-    let (url, sql) = (url.to_string(), sql.to_string());
-    on_own_runtime(move || async move {
-        let opts: PgConnectOptions = url.parse().unwrap();
-        let mut conn = opts.connect().await.expect("connecting to the test server");
-        sqlx::query(&sql)
-            .execute(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        conn.close().await.ok();
-    })
-}
-
-fn migrate_at(url: &str) {
-    let url = url.to_string();
-    on_own_runtime(move || async move {
-        let pool = PgPool::connect(&url).await.unwrap();
-        memwarden::db::migrate(&pool).await.expect("migrating");
-        memwarden::queue::probe::create_effects_table(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-    })
-}
-
-/// A database of its own for one scenario; dropped (with FORCE) when the scenario ends.
-pub struct TestDb {
-    pub name: String,
-    pub url: String,
-}
-
-impl TestDb {
-    /// A fresh, migrated database with the probe's effects table.
-    pub fn migrated() -> TestDb {
-        let mut template = TEMPLATE.lock().unwrap_or_else(|e| e.into_inner());
-        if template.is_none() {
-            let name = format!("mw_reliab_template_{}", std::process::id());
-            sql_at(
-                &url_of("postgres"),
-                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            );
-            sql_at(&url_of("postgres"), &format!("CREATE DATABASE {name}"));
-            migrate_at(&url_of(&name));
-            *template = Some(name);
-        }
-        let name = format!("mw_reliab_{}", uuid::Uuid::new_v4().simple());
-        sql_at(
-            &url_of("postgres"),
-            &format!(
-                "CREATE DATABASE {name} TEMPLATE {}",
-                template.as_ref().unwrap()
-            ),
-        );
-        TestDb {
-            url: url_of(&name),
-            name,
-        }
-    }
-
-    pub async fn pool(&self) -> PgPool {
-        pool_of(&self.url).await
-    }
-
-    /// `ALTER DATABASE <this> SET ...`: applies to sessions opened afterwards.
-    pub fn alter(&self, setting: &str) {
-        sql_at(
-            &url_of("postgres"),
-            &format!("ALTER DATABASE {} SET {setting}", self.name),
-        );
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        sql_at(
-            &url_of("postgres"),
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        );
-    }
-}
-
-/// The test's own pool. Its sessions have no statement timeout, whatever a scenario sets on
-/// the database for the daemon.
-pub async fn pool_of(url: &str) -> PgPool {
-    let options: PgConnectOptions = url.parse().expect("a database URL");
-    PgPoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(Duration::from_secs(20))
-        .connect_with(options.options([("statement_timeout", "0")]))
-        .await
-        .expect("connecting to the test database")
-}
+#[path = "../common/pg.rs"]
+mod pg;
+pub use pg::{migrate_at, pool_of, sql_at, TestDb};
 
 /// A PostgreSQL cluster of the scenario's own, so it can be stopped and started.
 pub struct PrivateCluster {
