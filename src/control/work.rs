@@ -188,6 +188,13 @@ pub fn eviction_args(req: EvictRequest) -> Result<Value, Problem> {
     }))
 }
 
+/// Validates an eviction request and enqueues its job.
+async fn enqueue_eviction(app: &App, req: EvictRequest) -> Result<(&Queue, Uuid), Problem> {
+    let queue = queue_of(app)?;
+    let id = enqueue_work(queue, "eviction", eviction_args(req)?).await?;
+    Ok((queue, id))
+}
+
 #[utoipa::path(post, path = "/v1/work/evict", tag = "work", params(WorkQuery), request_body = EvictRequest,
     responses((status = 202, description = "enqueued", body = Object), (status = 200, description = "?wait=true: the report", body = Object),
         (status = 500, description = "?wait=true and the job failed", content_type = "application/problem+json", body = super::openapi::ProblemDoc), CommonErrors))]
@@ -197,9 +204,7 @@ pub async fn evict(
     headers: HeaderMap,
     JsonBody(req): JsonBody<EvictRequest>,
 ) -> Result<Response, Problem> {
-    let queue = queue_of(&app)?;
-    let args = eviction_args(req)?;
-    let id = enqueue_work(queue, "eviction", args).await?;
+    let (queue, id) = enqueue_eviction(&app, req).await?;
     respond(queue, id, &query, &headers).await
 }
 
@@ -214,9 +219,7 @@ pub async fn memory_service_evict(
     headers: HeaderMap,
     JsonBody(req): JsonBody<EvictRequest>,
 ) -> Result<Response, Problem> {
-    let queue = queue_of(&app)?;
-    let args = eviction_args(req)?;
-    let id = enqueue_work(queue, "eviction", args).await?;
+    let (queue, id) = enqueue_eviction(&app, req).await?;
     if query.is_async.unwrap_or(false) || wants_sse(&headers) {
         return Ok(follow(queue.clone(), id, SseDialect::MemoryService).into_response());
     }
