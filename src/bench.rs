@@ -401,28 +401,18 @@ pub async fn enrich(server_url: &str, n: i64, owners: i64, concurrency: u32) -> 
 }
 
 async fn run_enrich_bench(url: &str, n: i64, owners: i64, concurrency: u32) -> Result<()> {
-    let env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("MEMWARDEN_"))
-        .collect();
-    let mut settings =
-        Settings::from_parts("", None, &env, &Overrides::default()).map_err(anyhow::Error::msg)?;
-    settings.database.url = Some(url.to_string());
-    settings.queues.insert(
-        "default".into(),
-        QueueConfig {
-            concurrency,
-            prefetch: None,
-        },
-    );
     let pool = PgPool::connect(url).await?;
     crate::db::migrate(&pool).await?;
-    let app = App::new(settings, None, Overrides::default(), LogControl::detached());
-    let registry = crate::kinds::registry(app.watch_settings())?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let daemon = tokio::spawn(crate::daemon::run(app.clone(), listener, registry));
-    while app.lifecycle().state() != State::Ready {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let (app, daemon) = start_daemon(url, |settings| {
+        settings.queues.insert(
+            "default".into(),
+            QueueConfig {
+                concurrency,
+                prefetch: None,
+            },
+        );
+    })
+    .await?;
     let t0 = Instant::now();
     sqlx::query(
         "INSERT INTO memories (owner_id, memory_type, content, created_at) \
@@ -463,6 +453,201 @@ async fn run_enrich_bench(url: &str, n: i64, owners: i64, concurrency: u32) -> R
     .await?;
     println!("memwarden enrich N={n} owners={owners} C={concurrency}: {:.0} memories/s ({dt:.2} s from insert to all enriched)", n as f64 / dt);
     println!("failed jobs {failed}, edges {edges}, entities {entities}, peak rss_mb {peak_rss:.1}");
+    app.command(Command::Stop);
+    let _ = tokio::time::timeout(Duration::from_secs(10), daemon).await;
+    Ok(())
+}
+
+/// Starts the real daemon (the same `daemon::run` as `memwarden run`) on `url`, with the
+/// `MEMWARDEN_*` settings of the environment.
+async fn start_daemon(
+    url: &str,
+    adjust: impl FnOnce(&mut Settings),
+) -> Result<(
+    App,
+    tokio::task::JoinHandle<anyhow::Result<crate::daemon::Exit>>,
+)> {
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("MEMWARDEN_"))
+        .collect();
+    let mut settings =
+        Settings::from_parts("", None, &env, &Overrides::default()).map_err(anyhow::Error::msg)?;
+    settings.database.url = Some(url.to_string());
+    adjust(&mut settings);
+    let app = App::new(settings, None, Overrides::default(), LogControl::detached());
+    let registry = crate::kinds::registry(app.watch_settings())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let daemon = tokio::spawn(crate::daemon::run(app.clone(), listener, registry));
+    while app.lifecycle().state() != State::Ready {
+        if daemon.is_finished() {
+            bail!("the daemon stopped while starting");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok((app, daemon))
+}
+
+/// `n` memories over 100 owners, inserted without their enrichment jobs (the bench measures
+/// only the kind under test).
+async fn insert_memories(pool: &PgPool, n: i64) -> Result<()> {
+    sqlx::query("ALTER TABLE memories DISABLE TRIGGER memories_enqueue_enrichment_insert")
+        .execute(pool)
+        .await?;
+    sqlx::query(
+        "INSERT INTO memories (owner_id, memory_type, content) \
+         SELECT 'owner-' || (g % 100), 'Context', \
+                'Memory ' || g || ': the team discussed postgres queues, rust services and deploys; topic ' || (g % 37) \
+         FROM generate_series(1, $1) g",
+    )
+    .bind(n)
+    .execute(pool)
+    .await?;
+    sqlx::query("ALTER TABLE memories ENABLE TRIGGER memories_enqueue_enrichment_insert")
+        .execute(pool)
+        .await?;
+    sqlx::query("VACUUM ANALYZE memories").execute(pool).await?;
+    Ok(())
+}
+
+/// Enqueues a job on the running daemon and waits for it, sampling this process's RSS: the
+/// job's result, the seconds from enqueue to its end, and the peak RSS.
+async fn run_job(
+    app: &App,
+    kind: &str,
+    args: serde_json::Value,
+) -> Result<(serde_json::Value, f64, f64)> {
+    let queue = app.queue().context("the daemon has no queue")?;
+    let t0 = Instant::now();
+    let id = queue.enqueue(NewJob::new(kind, args)).await?.id;
+    let mut peak_rss = rss_mb();
+    loop {
+        let (status, result, error): (String, Option<serde_json::Value>, Option<String>) =
+            sqlx::query_as("SELECT status, result, last_error FROM memwarden.jobs WHERE id = $1")
+                .bind(id)
+                .fetch_one(queue.pool())
+                .await?;
+        peak_rss = peak_rss.max(rss_mb());
+        match status.as_str() {
+            "succeeded" => {
+                return Ok((
+                    result.unwrap_or_default(),
+                    t0.elapsed().as_secs_f64(),
+                    peak_rss,
+                ))
+            }
+            "failed" | "canceled" | "retryable" => {
+                bail!(
+                    "the {kind} job ended {status}: {}",
+                    error.unwrap_or_default()
+                )
+            }
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+pub async fn reembed(server_url: &str, n: i64, batch_size: u32) -> Result<()> {
+    let name = format!("memwarden_bench_reembed_{}", std::process::id());
+    let url = fresh_database(server_url, &name).await?;
+    let result = run_reembed_bench(&url, n, batch_size).await;
+    drop_database(server_url, &name).await.ok();
+    result
+}
+
+async fn run_reembed_bench(url: &str, n: i64, batch_size: u32) -> Result<()> {
+    let pool = PgPool::connect(url).await?;
+    crate::db::migrate(&pool).await?;
+    insert_memories(&pool, n).await?;
+    let (app, daemon) = start_daemon(url, |_| {}).await?;
+    let idle_rss = rss_mb();
+    let (report, secs, peak_rss) = run_job(
+        &app,
+        "reembed",
+        serde_json::json!({"batch_size": batch_size}),
+    )
+    .await?;
+    let embedded: i64 = sqlx::query_scalar("SELECT count(*) FROM memory_embeddings")
+        .fetch_one(&pool)
+        .await?;
+    println!(
+        "memwarden reembed N={n} batch_size={batch_size} provider=hash: {:.0} memories/s end to end ({secs:.2} s from enqueue to succeeded; the job's own rate {:.0}/s)",
+        n as f64 / secs,
+        report["memories_per_second"].as_f64().unwrap_or(0.0),
+    );
+    println!(
+        "processed {}, failed {}, embeddings {embedded}, rss_mb idle {idle_rss:.1} peak {peak_rss:.1}",
+        report["processed"], report["failed"]
+    );
+    app.command(Command::Stop);
+    let _ = tokio::time::timeout(Duration::from_secs(10), daemon).await;
+    if report["processed"].as_i64() != Some(n) || embedded != n {
+        bail!("the reembed did not embed every memory: {report}");
+    }
+    Ok(())
+}
+
+pub async fn sync(server_url: &str, n: i64, drift: i64) -> Result<()> {
+    let name = format!("memwarden_bench_sync_{}", std::process::id());
+    let url = fresh_database(server_url, &name).await?;
+    let result = run_sync_bench(&url, n, drift).await;
+    drop_database(server_url, &name).await.ok();
+    result
+}
+
+async fn run_sync_bench(url: &str, n: i64, drift: i64) -> Result<()> {
+    let pool = PgPool::connect(url).await?;
+    crate::db::migrate(&pool).await?;
+    insert_memories(&pool, n).await?;
+    let (app, daemon) = start_daemon(url, |_| {}).await?;
+    run_job(&app, "reembed", serde_json::json!({"batch_size": 256})).await?;
+    // `drift` of each kind but model_mismatch: embeddings deleted, contents changed, and
+    // memories soft-deleted, on disjoint memories.
+    sqlx::query("ALTER TABLE memories DISABLE TRIGGER memories_enqueue_enrichment_update")
+        .execute(&pool)
+        .await?;
+    sqlx::query(
+        "WITH m AS (SELECT id, row_number() OVER (ORDER BY id) AS r FROM memories), \
+         d AS (DELETE FROM memory_embeddings WHERE memory_id IN (SELECT id FROM m WHERE r <= $1) RETURNING 1), \
+         c AS (UPDATE memories SET content = content || ' (edited)' WHERE id IN (SELECT id FROM m WHERE r > $1 AND r <= 2 * $1) RETURNING 1) \
+         UPDATE memories SET deleted_at = now() WHERE id IN (SELECT id FROM m WHERE r > 2 * $1 AND r <= 3 * $1)",
+    )
+    .bind(drift)
+    .execute(&pool)
+    .await?;
+    sqlx::query("ALTER TABLE memories ENABLE TRIGGER memories_enqueue_enrichment_update")
+        .execute(&pool)
+        .await?;
+    sqlx::query("VACUUM ANALYZE").execute(&pool).await?;
+    let (dry, dry_secs, dry_rss) =
+        run_job(&app, "sync", serde_json::json!({"dry_run": true})).await?;
+    let scan = &dry["scan"];
+    println!(
+        "memwarden sync dry run N={n}: scan {:.0} memories/s ({} memories and {} embeddings compared in {:.1} ms; job {:.0} ms from enqueue to succeeded)",
+        scan["memories_per_second"].as_f64().unwrap_or(0.0),
+        scan["memories"],
+        scan["embeddings"],
+        scan["scan_ms"].as_f64().unwrap_or(0.0),
+        dry_secs * 1000.0,
+    );
+    let counts = |d: &serde_json::Value| {
+        ["missing", "stale", "model_mismatch", "orphaned"]
+            .iter()
+            .map(|k| format!("{k}={}", d[k]["count"]))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!(
+        "drift found: {}, rss_mb peak {dry_rss:.1}",
+        counts(&scan["drift"])
+    );
+    let (real, secs, rss) = run_job(&app, "sync", serde_json::json!({})).await?;
+    println!(
+        "memwarden sync repair: {:.2} s ({} re-embedded, {} orphans removed); drift left: {}, rss_mb peak {rss:.1}",
+        secs,
+        real["repair"]["reembedded"],
+        real["repair"]["orphans_removed"],
+        counts(&real["remaining"]),
+    );
     app.command(Command::Stop);
     let _ = tokio::time::timeout(Duration::from_secs(10), daemon).await;
     Ok(())

@@ -81,8 +81,10 @@ pub struct EmbeddingSettings {
     pub max_batch_tokens: usize,
     pub timeout: f64,
     pub max_retries: u32,
-    /// The most provider requests per minute that bulk work (reembed) may make.
+    /// The most provider requests per minute that bulk work (reembed, sync) may make.
     pub requests_per_minute: u32,
+    /// Provider requests bulk work keeps in flight at once (within `requests_per_minute`).
+    pub concurrency: u32,
 }
 
 impl Default for EmbeddingSettings {
@@ -98,6 +100,7 @@ impl Default for EmbeddingSettings {
             timeout: 30.0,
             max_retries: 5,
             requests_per_minute: 3000,
+            concurrency: 4,
         }
     }
 }
@@ -744,6 +747,17 @@ impl Settings {
             ));
         }
         positive("embedding.timeout", self.embedding.timeout, false)?;
+        for (key, value) in [
+            (
+                "embedding.requests_per_minute",
+                self.embedding.requests_per_minute,
+            ),
+            ("embedding.concurrency", self.embedding.concurrency),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
+        }
         if !(0.0..=1.0).contains(&self.enrichment.similarity_threshold) {
             return Err(ConfigError::invalid(
                 "enrichment.similarity_threshold",

@@ -8,7 +8,11 @@ use std::time::Duration;
 use memwarden_jobs::eviction::{
     self, EvictionArgs, EvictionError, EvictionSettings, RetentionPeriod,
 };
-use memwarden_jobs::{memories_needing_enrichment, Enricher, EnrichmentArgs};
+use memwarden_jobs::reembed::ReembedArgs;
+use memwarden_jobs::sync::SyncArgs;
+use memwarden_jobs::{
+    memories_needing_enrichment, Enricher, EnrichmentArgs, JobArgs, PgVectorIndex,
+};
 
 use tokio::sync::watch;
 
@@ -45,10 +49,17 @@ pub fn registry(live: watch::Receiver<Arc<Settings>>) -> anyhow::Result<Registry
         .register(
             "enrichment",
             EnrichmentHandler {
-                settings: live,
+                settings: live.clone(),
                 current: Mutex::new(None),
             },
         )
+        .register(
+            "reembed",
+            ReembedHandler {
+                settings: live.clone(),
+            },
+        )
+        .register("sync", SyncHandler { settings: live })
         .register(
             "enrichment-catchup",
             CatchUpHandler {
@@ -117,9 +128,9 @@ impl EnrichmentHandler {
 #[async_trait::async_trait]
 impl Handler for EnrichmentHandler {
     async fn run(&self, job: JobContext) -> Outcome {
-        let args: EnrichmentArgs = match serde_json::from_value(job.args.clone()) {
+        let args: EnrichmentArgs = match args_of(&job) {
             Ok(a) => a,
-            Err(e) => return Outcome::Discard(format!("bad enrichment args: {e}")),
+            Err(outcome) => return outcome,
         };
         let enricher = match self.enricher(&job.pool) {
             Ok(e) => e,
@@ -176,6 +187,151 @@ impl Handler for CatchUpHandler {
     }
 }
 
+/// The outcome of a resumable job that stopped at a safe point: a drain hands it to the next
+/// worker at once; a cancel, timeout or lost lease is decided by whoever stopped it.
+fn stopped_early(job: &JobContext) -> Outcome {
+    if job.draining() {
+        Outcome::Yielded("stopped at a checkpoint for a drain; the next worker continues it".into())
+    } else {
+        Outcome::Failed("stopped at a checkpoint; the retry continues where it stopped".into())
+    }
+}
+
+/// A failed bulk job: retried (from its checkpoint) when the cause can pass, else failed.
+fn bulk_failure(error: String, retryable: bool, retry_after: Option<Duration>) -> Outcome {
+    match (retryable, retry_after) {
+        (false, _) => Outcome::Discard(error),
+        (true, Some(after)) => Outcome::RetryAfter(after, error),
+        (true, None) => Outcome::Failed(error),
+    }
+}
+
+/// Bulk jobs resume from their checkpoint, so a few attempts go a long way; a provider that
+/// stays down fails the job instead of retrying it for days.
+const BULK_MAX_ATTEMPTS: i32 = 5;
+
+/// What a bulk job (reembed, sync) runs with: the providers of the settings in force, and a
+/// token that also fires when the daemon starts to drain.
+struct BulkRun {
+    embedder: Arc<dyn memwarden_jobs::Embedder>,
+    index: PgVectorIndex,
+    settings: memwarden_jobs::reembed::BulkSettings,
+    stop: tokio_util::sync::CancellationToken,
+    _watching: tokio_util::sync::DropGuard,
+}
+
+impl BulkRun {
+    fn prepare(live: &watch::Receiver<Arc<Settings>>, job: &JobContext) -> Result<Self, Outcome> {
+        let settings = live.borrow().clone();
+        let embedder = crate::providers::embedder(&settings)
+            .map_err(|e| Outcome::Failed(format!("cannot build the embedder: {e:#}")))?;
+        let (stop, watching) = job.cancel_or_drain();
+        Ok(BulkRun {
+            embedder,
+            index: PgVectorIndex::new(job.pool.clone()),
+            settings: crate::providers::bulk_settings(&settings),
+            stop,
+            _watching: watching,
+        })
+    }
+}
+
+/// The job's args, or the outcome that discards a job whose args do not fit.
+fn args_of<T: JobArgs>(job: &JobContext) -> Result<T, Outcome> {
+    serde_json::from_value(job.args.clone())
+        .map_err(|e| Outcome::Discard(format!("bad {} args: {e}", T::KIND)))
+}
+
+/// `reembed`: the domain's `reembed`, checkpointed on the job row, stopping at its next write
+/// when the daemon drains.
+struct ReembedHandler {
+    settings: watch::Receiver<Arc<Settings>>,
+}
+
+#[async_trait::async_trait]
+impl Handler for ReembedHandler {
+    async fn run(&self, job: JobContext) -> Outcome {
+        let (args, run) = match args_of::<ReembedArgs>(&job)
+            .and_then(|a| BulkRun::prepare(&self.settings, &job).map(|r| (a, r)))
+        {
+            Ok(ready) => ready,
+            Err(outcome) => return outcome,
+        };
+        let result = memwarden_jobs::reembed::reembed(
+            &job.pool,
+            run.embedder.clone(),
+            &run.index,
+            &args,
+            &run.settings,
+            &job.checkpoint,
+            &run.stop,
+            &job.progress,
+        )
+        .await;
+        match result {
+            Ok(report) if report.status == "interrupted" => stopped_early(&job),
+            Ok(report) => Outcome::Succeeded(serde_json::to_value(report).unwrap_or_default()),
+            Err(e) => bulk_failure(e.to_string(), e.is_retryable(), e.retry_after()),
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(6 * 3600)
+    }
+
+    fn max_attempts(&self) -> Option<i32> {
+        Some(BULK_MAX_ATTEMPTS)
+    }
+}
+
+/// `sync`: the domain's `sync`; its findings go to the `memwarden_sync_drift{kind}` gauge
+/// (drift left after a repair; found, on a dry run). Drift never touches readiness.
+struct SyncHandler {
+    settings: watch::Receiver<Arc<Settings>>,
+}
+
+#[async_trait::async_trait]
+impl Handler for SyncHandler {
+    async fn run(&self, job: JobContext) -> Outcome {
+        let (args, run) = match args_of::<SyncArgs>(&job)
+            .and_then(|a| BulkRun::prepare(&self.settings, &job).map(|r| (a, r)))
+        {
+            Ok(ready) => ready,
+            Err(outcome) => return outcome,
+        };
+        let result = memwarden_jobs::sync::sync(
+            &job.pool,
+            run.embedder.clone(),
+            &run.index,
+            &args,
+            &run.settings,
+            &run.stop,
+            &job.progress,
+        )
+        .await;
+        match result {
+            Ok(report) => {
+                for (kind, drift) in report.remaining.kinds() {
+                    metrics::gauge!("memwarden_sync_drift", "kind" => kind).set(drift.count as f64);
+                }
+                if report.status == "interrupted" {
+                    return stopped_early(&job);
+                }
+                Outcome::Succeeded(serde_json::to_value(report).unwrap_or_default())
+            }
+            Err(e) => bulk_failure(e.to_string(), e.is_retryable(), e.retry_after()),
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(6 * 3600)
+    }
+
+    fn max_attempts(&self) -> Option<i32> {
+        Some(BULK_MAX_ATTEMPTS)
+    }
+}
+
 /// `eviction`: the domain's `evict`, stopped at a batch boundary by the job's token.
 struct EvictionHandler {
     settings: EvictionSettings,
@@ -184,9 +340,9 @@ struct EvictionHandler {
 #[async_trait::async_trait]
 impl Handler for EvictionHandler {
     async fn run(&self, job: JobContext) -> Outcome {
-        let args: EvictionArgs = match serde_json::from_value(job.args.clone()) {
+        let args: EvictionArgs = match args_of(&job) {
             Ok(a) => a,
-            Err(e) => return Outcome::Discard(format!("bad eviction args: {e}")),
+            Err(outcome) => return outcome,
         };
         let parsed = RetentionPeriod::parse(Some(&args.retention_period))
             .and_then(|r| eviction::parse_resource_types(&args.resource_types).map(|t| (r, t)));
@@ -194,20 +350,19 @@ impl Handler for EvictionHandler {
             Ok(p) => p,
             Err(e) => return Outcome::Discard(e.to_string()),
         };
+        let (stop, _watching) = job.cancel_or_drain();
         match eviction::evict(
             &job.pool,
             &retention,
             &types,
             args.dry_run,
             &self.settings,
-            &job.cancel,
+            &stop,
             &job.progress,
         )
         .await
         {
-            Ok(report) if report.interrupted => Outcome::Failed(
-                "stopped at a batch boundary; the retry continues where it stopped".into(),
-            ),
+            Ok(report) if report.interrupted => stopped_early(&job),
             Ok(report) => Outcome::Succeeded(serde_json::to_value(report).unwrap_or_default()),
             Err(EvictionError::Input(e)) => Outcome::Discard(e.to_string()),
             Err(e) => Outcome::Failed(e.to_string()),

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use memwarden_jobs::reembed::BulkSettings;
 use memwarden_jobs::{
     Embedder, EnrichmentSettings, Extractor, HashEmbedder, LlmExtractionConfig, LlmExtractor,
     OpenAiEmbedder, OpenAiEmbeddingConfig, RuleExtractor,
@@ -51,6 +52,17 @@ pub fn extractor(settings: &Settings) -> anyhow::Result<Arc<dyn Extractor>> {
         })?),
         _ => Arc::new(RuleExtractor::new(x.tools.clone(), x.projects.clone())),
     })
+}
+
+/// How bulk work (reembed, sync) uses the provider: requests are paced to
+/// `requests_per_minute` only for a remote provider (the `hash` embedder makes no requests).
+pub fn bulk_settings(settings: &Settings) -> BulkSettings {
+    let e = &settings.embedding;
+    BulkSettings {
+        concurrency: e.concurrency.max(1) as usize,
+        requests_per_minute: (e.provider == "openai").then_some(e.requests_per_minute),
+        ..BulkSettings::default()
+    }
 }
 
 pub fn enrichment_settings(settings: &Settings) -> EnrichmentSettings {

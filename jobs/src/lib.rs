@@ -11,12 +11,18 @@
 //! - [`vector`]: the [`VectorIndex`] trait and [`PgVectorIndex`] over `memory_embeddings`.
 //! - [`enrichment`]: the `enrichment` job: [`Enricher`] (or [`enrich`]), its args, settings,
 //!   report and error, and [`memories_needing_enrichment`] for the catch-up schedule.
+//! - [`reembed`]: bulk re-embedding in id order, resumable from a [`Checkpoint`].
+//! - [`sync`]: drift between `memories` and the vector index, found set-based and repaired.
+//! - [`eviction`]: permanent deletion of soft-deleted rows past a retention period.
 
 pub mod args;
+mod bulk;
 pub mod embedding;
 pub mod enrichment;
 pub mod eviction;
 pub mod extraction;
+pub mod reembed;
+pub mod sync;
 mod text;
 pub mod vector;
 
@@ -36,11 +42,60 @@ pub trait Progress: Send + Sync {
     fn report(&self, percent: u8);
 }
 
+/// `done` out of `total` as a percentage, 0 to 100 (100 when there is nothing to do).
+pub(crate) fn percent_of(done: u64, total: u64) -> u8 {
+    (done.min(total) * 100)
+        .checked_div(total)
+        .map_or(100, |p| p as u8)
+}
+
 /// A progress sink that discards reports, for callers that do not follow progress.
 pub struct NoProgress;
 
 impl Progress for NoProgress {
     fn report(&self, _percent: u8) {}
+}
+
+/// Where a long, resumable operation keeps its state between attempts: the runtime stores it
+/// with the job, so a retried job (after a drain, a crash or a failure) continues from the
+/// last saved state instead of starting over.
+#[async_trait::async_trait]
+pub trait Checkpoint: Send + Sync {
+    /// The state saved by an earlier attempt of this job, if any.
+    async fn load(&self) -> Result<Option<serde_json::Value>, CheckpointError>;
+    /// Saves the state; fails if the job is no longer this worker's to write.
+    async fn save(&self, state: &serde_json::Value) -> Result<(), CheckpointError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("checkpoint: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Another worker holds the job now (the lease expired): stop without writing more.
+    #[error("checkpoint not saved: the job's lease is no longer held by this worker")]
+    LeaseLost,
+}
+
+impl CheckpointError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CheckpointError::Database(e) => db_error_is_retryable(e),
+            CheckpointError::LeaseLost => true,
+        }
+    }
+}
+
+/// A checkpoint that keeps nothing: every run starts from the beginning.
+pub struct NoCheckpoint;
+
+#[async_trait::async_trait]
+impl Checkpoint for NoCheckpoint {
+    async fn load(&self) -> Result<Option<serde_json::Value>, CheckpointError> {
+        Ok(None)
+    }
+    async fn save(&self, _state: &serde_json::Value) -> Result<(), CheckpointError> {
+        Ok(())
+    }
 }
 
 /// Whether a database error can go away by itself, so the job is worth retrying: lost

@@ -99,15 +99,27 @@ async fn run_command(cli: Cli) -> Result<ExitCode> {
             justification,
             client,
         } => {
-            let c = client_for(&cli, client, Duration::from_secs(30))?;
             let body = json!({"retention_period": retention, "resource_types": types, "dry_run": dry_run, "justification": justification});
-            let (_, v) = c.call(Method::POST, "/v1/work/evict", Some(body)).await?;
-            let id = v["job_id"].as_str().unwrap_or_default().to_string();
-            if *no_wait {
-                println!("{id}");
-                return Ok(ExitCode::SUCCESS);
-            }
-            super::follow::follow(&c, &id, "evict").await
+            start_work(&cli, client, "/v1/work/evict", body, *no_wait, "evict").await
+        }
+        Command::Reembed {
+            batch_size,
+            limit,
+            force,
+            no_wait,
+            client,
+        } => {
+            let body = json!({"batch_size": batch_size, "limit": limit, "force": force});
+            start_work(&cli, client, "/v1/work/reembed", body, *no_wait, "reembed").await
+        }
+        Command::Sync {
+            dry_run,
+            batch_size,
+            no_wait,
+            client,
+        } => {
+            let body = json!({"batch_size": batch_size, "dry_run": dry_run});
+            start_work(&cli, client, "/v1/work/sync", body, *no_wait, "sync").await
         }
         Command::Migrate(args) => {
             let (settings, pool) = connect(&cli, args.database_url.clone()).await?;
@@ -181,6 +193,26 @@ async fn run_command(cli: Cli) -> Result<ExitCode> {
         Command::Jobs(cmd) => jobs(&cli, cmd).await,
         Command::Bench(cmd) => bench(&cli, cmd).await,
     }
+}
+
+/// Enqueues a kind of work through the control port, then follows it to its end (or prints
+/// its job id at once with `no_wait`).
+async fn start_work(
+    cli: &Cli,
+    client: &ClientArgs,
+    path: &str,
+    body: serde_json::Value,
+    no_wait: bool,
+    what: &str,
+) -> Result<ExitCode> {
+    let c = client_for(cli, client, Duration::from_secs(30))?;
+    let (_, v) = c.call(Method::POST, path, Some(body)).await?;
+    let id = v["job_id"].as_str().unwrap_or_default().to_string();
+    if no_wait {
+        println!("{id}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    super::follow::follow(&c, &id, what).await
 }
 
 async fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
@@ -436,6 +468,16 @@ async fn bench(cli: &Cli, cmd: &BenchCommand) -> Result<ExitCode> {
             pause_ms,
             database_url,
         } => crate::bench::evict(database_url, *conversations, *batch_size, *pause_ms).await?,
+        BenchCommand::Reembed {
+            memories,
+            batch_size,
+            database_url,
+        } => crate::bench::reembed(database_url, *memories, *batch_size).await?,
+        BenchCommand::Sync {
+            memories,
+            drift,
+            database_url,
+        } => crate::bench::sync(database_url, *memories, *drift).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -105,6 +105,37 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Re-embed memories (only missing or stale ones unless --force), following its progress.
+    Reembed {
+        /// Texts per provider request, 1 to 2048.
+        #[arg(long, default_value_t = 32)]
+        batch_size: u32,
+        /// At most this many memories.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Also re-embed memories whose embedding is fresh.
+        #[arg(long)]
+        force: bool,
+        /// Print the job id and return at once.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Find drift between memories and their embeddings and repair it, following its progress.
+    Sync {
+        /// Count drift (with sample ids) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Texts per provider request when repairing, 1 to 2048.
+        #[arg(long, default_value_t = 32)]
+        batch_size: u32,
+        /// Print the job id and return at once.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -232,6 +263,26 @@ pub enum BenchCommand {
         owners: i64,
         #[arg(long, default_value_t = 8)]
         concurrency: u32,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
+    /// Reembed of N memories with the configured embedder (hash by default), end to end
+    /// through the daemon's queue.
+    Reembed {
+        #[arg(long, default_value_t = 100_000)]
+        memories: i64,
+        #[arg(long, default_value_t = 32)]
+        batch_size: u32,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
+    /// Sync of N memories: a dry-run scan of drift (DRIFT missing, stale and orphaned), then
+    /// the repair.
+    Sync {
+        #[arg(long, default_value_t = 100_000)]
+        memories: i64,
+        #[arg(long, default_value_t = 100)]
+        drift: i64,
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },

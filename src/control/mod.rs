@@ -13,6 +13,7 @@ mod lifecycle_routes;
 pub mod openapi;
 pub mod problem;
 mod queues;
+mod reembed_sync;
 mod schedules;
 pub mod work;
 
@@ -58,6 +59,8 @@ pub fn router(app: App) -> Router {
         .route("/v1/jobs", post(jobs::enqueue))
         .route("/enrichment/reprocess", post(automem::reprocess))
         .route("/v1/work/reprocess", post(automem::work_reprocess))
+        .route("/admin/reembed", post(reembed_sync::automem_reembed))
+        .route("/v1/work/reembed", post(reembed_sync::work_reembed))
         .route_layer(guard(Need::AdminOrIndexer));
 
     let admin = Router::new()
@@ -70,6 +73,8 @@ pub fn router(app: App) -> Router {
         .route("/v1/admin/license:reload", post(goodmem::license_reload))
         .route("/v1/admin/evict", post(work::memory_service_evict))
         .route("/v1/work/evict", post(work::evict))
+        .route("/admin/sync", post(reembed_sync::automem_sync))
+        .route("/v1/work/sync", post(reembed_sync::work_sync))
         .route("/v1/jobs/purge", post(jobs::purge_jobs))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/jobs/{id}/retry", post(jobs::retry))

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::completer::{Completion, Final};
 use super::events::Event;
+use super::registry::JobCheckpoint;
 use super::{Claimed, JobContext, Outcome, Queue, StopReason};
 use crate::lifecycle::{InFlight, State};
 use crate::supervisor::{panic_message, Service};
@@ -285,6 +286,12 @@ async fn run_handler(q: &Queue, job: &Claimed, cancel: CancellationToken) -> Fin
         pool: q.pool().clone(),
         cancel: cancel.clone(),
         progress: q.progress_sink(job.id),
+        checkpoint: JobCheckpoint {
+            pool: q.pool().clone(),
+            job: job.id,
+            worker: q.worker_id().to_string(),
+        },
+        lifecycle: q.app().lifecycle().clone(),
     };
     let mut run = std::panic::AssertUnwindSafe(handler.run(ctx))
         .catch_unwind()

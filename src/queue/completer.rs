@@ -43,6 +43,7 @@ impl From<Outcome> for Final {
             Outcome::RetryAfter(d, e) => Final::RetryAfter(d, e),
             Outcome::Discard(e) => Final::Discard(e),
             Outcome::Snooze(d) => Final::Snooze(d),
+            Outcome::Yielded(e) => Final::Interrupted(e),
         }
     }
 }

@@ -72,12 +72,15 @@ pub struct JobRow {
     /// The domain function's report.
     #[schema(value_type = Option<Object>)]
     pub result: Option<serde_json::Value>,
+    /// A resumable job's saved state: where its next attempt continues.
+    #[schema(value_type = Option<Object>)]
+    pub checkpoint: Option<serde_json::Value>,
 }
 
 impl JobRow {
     pub const COLUMNS: &'static str =
         "id, kind, queue, args, status, priority, run_at, attempt, max_attempts, unique_key, \
-         lease_owner, lease_expires_at, created_at, started_at, finished_at, last_error, progress, result";
+         lease_owner, lease_expires_at, created_at, started_at, finished_at, last_error, progress, result, checkpoint";
 
     /// `available` with a future `run_at` is reported as `scheduled`.
     pub fn display_status(&self) -> &str {

@@ -37,7 +37,7 @@ pub use completer::Completion;
 pub use enqueue::{EnqueueError, Enqueued, NewJob};
 pub use events::{Event, Events};
 pub use job::{Claimed, Status};
-pub use registry::{Handler, JobContext, Outcome, Registry};
+pub use registry::{Handler, JobCheckpoint, JobContext, Outcome, Registry};
 
 /// NOTIFY channel that wakes claimers; the payload is the queue name.
 pub const JOBS_CHANNEL: &str = "memwarden_jobs";
@@ -172,6 +172,7 @@ impl Queue {
             .kinds
             .get(kind)
             .and_then(|k| k.max_attempts)
+            .or_else(|| self.inner.registry.get(kind).and_then(|h| h.max_attempts()))
             .unwrap_or(settings.queue.max_attempts)
     }
 

@@ -7,9 +7,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use memwarden_jobs::{Checkpoint, CheckpointError};
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
+
+use crate::lifecycle::{Lifecycle, State};
 
 use super::progress::ProgressSink;
 
@@ -26,6 +29,9 @@ pub enum Outcome {
     Discard(String),
     /// Not now: run again after this, without using an attempt.
     Snooze(Duration),
+    /// Stopped early at a safe point with its state saved (a resumable job leaving a drain):
+    /// recorded as `interrupted` and claimable again at once, without using an attempt.
+    Yielded(String),
 }
 
 /// Everything a handler gets for one attempt.
@@ -40,6 +46,78 @@ pub struct JobContext {
     /// at their next safe point (a batch boundary).
     pub cancel: CancellationToken,
     pub progress: ProgressSink,
+    /// Where a resumable job keeps its state between attempts (the job row's `checkpoint`).
+    pub checkpoint: JobCheckpoint,
+    pub(crate) lifecycle: Lifecycle,
+}
+
+impl JobContext {
+    /// A token that fires with `cancel`, and also as soon as the daemon starts to drain. A
+    /// resumable job stops on it at its next checkpoint and returns [`Outcome::Yielded`], so a
+    /// drain does not wait for a long bulk job (the next worker continues it). Keep the
+    /// returned guard alive while the token is in use.
+    pub fn cancel_or_drain(&self) -> (CancellationToken, DropGuard) {
+        let token = self.cancel.child_token();
+        let done = CancellationToken::new();
+        let mut state = self.lifecycle.subscribe();
+        let (fire, stop_watching) = (token.clone(), done.clone());
+        tokio::spawn(async move {
+            loop {
+                if state.borrow_and_update().state != State::Ready {
+                    fire.cancel();
+                    return;
+                }
+                tokio::select! {
+                    changed = state.changed() => if changed.is_err() { return },
+                    _ = stop_watching.cancelled() => return,
+                    _ = fire.cancelled() => return,
+                }
+            }
+        });
+        (token, done.drop_guard())
+    }
+
+    /// Whether the daemon is draining (or stopping): the reason a resumable job stopped early.
+    pub fn draining(&self) -> bool {
+        self.lifecycle.state() != State::Ready
+    }
+}
+
+/// The job row's `checkpoint`, written only while this worker holds the job's lease.
+#[derive(Clone)]
+pub struct JobCheckpoint {
+    pub(crate) pool: PgPool,
+    pub(crate) job: Uuid,
+    pub(crate) worker: String,
+}
+
+#[async_trait::async_trait]
+impl Checkpoint for JobCheckpoint {
+    async fn load(&self) -> Result<Option<serde_json::Value>, CheckpointError> {
+        Ok(
+            sqlx::query_scalar("SELECT checkpoint FROM memwarden.jobs WHERE id = $1")
+                .bind(self.job)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten(),
+        )
+    }
+
+    async fn save(&self, state: &serde_json::Value) -> Result<(), CheckpointError> {
+        let saved = sqlx::query(
+            "UPDATE memwarden.jobs SET checkpoint = $2 \
+             WHERE id = $1 AND lease_owner = $3 AND status = 'running'",
+        )
+        .bind(self.job)
+        .bind(state)
+        .bind(&self.worker)
+        .execute(&self.pool)
+        .await?;
+        if saved.rows_affected() == 0 {
+            return Err(CheckpointError::LeaseLost);
+        }
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
@@ -49,6 +127,12 @@ pub trait Handler: Send + Sync + 'static {
     /// How long an attempt may run before it is cancelled as `timed_out`.
     fn timeout(&self) -> Duration {
         Duration::from_secs(30 * 60)
+    }
+
+    /// Attempts a job of this kind gets unless config says otherwise (`queue.max_attempts`
+    /// when none).
+    fn max_attempts(&self) -> Option<i32> {
+        None
     }
 
     /// The queue its jobs go to unless the caller names one.

@@ -43,6 +43,10 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("get", "/enrichment/status"),
     ("post", "/enrichment/reprocess"),
     ("post", "/v1/work/reprocess"),
+    ("post", "/admin/reembed"),
+    ("post", "/admin/sync"),
+    ("post", "/v1/work/reembed"),
+    ("post", "/v1/work/sync"),
 ];
 
 #[tokio::test]

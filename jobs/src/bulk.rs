@@ -1,0 +1,478 @@
+//! Bulk re-embedding, shared by `reembed` and `sync`: a walk over live memories in id order
+//! that re-embeds the ones selected and writes their vectors to the index.
+//!
+//! Three stages overlap, so neither the database nor the provider waits on the other:
+//! - a reader task reads pages of memories after the cursor and cuts them into provider
+//!   batches;
+//! - up to `concurrency` provider requests run at once, each its own task, paced to at most
+//!   `requests_per_minute` when the provider is remote (`buffered` keeps their answers in id
+//!   order, so the cursor only ever moves forward);
+//! - the walk itself gathers the vectors and writes them in large upserts, then saves its
+//!   state as the checkpoint. A crash between the two redoes at most one write, and the
+//!   counts come from the checkpoint, so they count each memory once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
+use uuid::Uuid;
+
+use crate::embedding::{EmbedError, Embedder};
+use crate::vector::{EmbeddingRecord, IndexError, VectorIndex};
+use crate::{Checkpoint, CheckpointError};
+
+/// How many ids of a failed batch the report keeps.
+const FAILED_IDS_KEPT: usize = 10;
+/// How many failed batches the report lists (the count of failed memories is always exact).
+const FAILED_BATCHES_KEPT: usize = 100;
+
+/// How bulk embedding runs: the runtime builds this from `[embedding]`.
+#[derive(Debug, Clone)]
+pub struct BulkSettings {
+    /// Provider requests in flight at once.
+    pub concurrency: usize,
+    /// At most this many provider requests per minute; `None` for a local embedder.
+    pub requests_per_minute: Option<u32>,
+    /// Memories per database read, and per write of vectors (with its checkpoint).
+    pub rows_per_write: usize,
+    /// Write (and checkpoint) at least this often, so a slow provider loses little on a crash.
+    pub write_every: Duration,
+    /// Consecutive failed batches after which the provider is taken to be down and the walk
+    /// ends with its error, instead of marking every remaining memory failed.
+    pub max_consecutive_failures: u32,
+}
+
+impl Default for BulkSettings {
+    fn default() -> Self {
+        BulkSettings {
+            concurrency: 4,
+            requests_per_minute: None,
+            rows_per_write: 1024,
+            write_every: Duration::from_secs(1),
+            max_consecutive_failures: 3,
+        }
+    }
+}
+
+/// A batch the provider could not embed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FailedBatch {
+    /// Its first ids (at most 10).
+    pub ids: Vec<Uuid>,
+    pub size: usize,
+    pub error: String,
+}
+
+/// One attempt's part of a walk.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct WalkRun {
+    /// The cursor this run started from: the last memory of the run before (none: the start).
+    pub started_after: Option<Uuid>,
+    /// The last memory this run wrote or marked failed.
+    pub last_id: Option<Uuid>,
+    pub processed: u64,
+    pub failed: u64,
+}
+
+/// A walk's state, saved as the checkpoint after every write.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct WalkState {
+    /// Memories selected when the walk first started (capped by its limit).
+    pub total: u64,
+    /// The last memory done; the walk continues after it.
+    pub cursor: Option<Uuid>,
+    pub processed: u64,
+    pub failed: u64,
+    pub failed_batches: Vec<FailedBatch>,
+    pub runs: Vec<WalkRun>,
+}
+
+impl WalkState {
+    pub fn done(&self) -> u64 {
+        self.processed + self.failed
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BulkError {
+    #[error("reading memories: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The provider failed this many batches in a row; its last error.
+    #[error("{failed_in_a_row} batches in a row failed: {error}")]
+    Provider {
+        error: EmbedError,
+        failed_in_a_row: u32,
+    },
+    #[error("an embedding task panicked: {0}")]
+    Panicked(String),
+}
+
+impl BulkError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            BulkError::Database(e) => crate::db_error_is_retryable(e),
+            BulkError::Index(e) => e.is_retryable(),
+            BulkError::Checkpoint(e) => e.is_retryable(),
+            BulkError::Provider { error, .. } => error.is_retryable(),
+            BulkError::Panicked(_) => false,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            BulkError::Provider { error, .. } => error.retry_after(),
+            _ => None,
+        }
+    }
+}
+
+/// Which memories a walk takes.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// Every live memory, fresh or not; otherwise only those whose embedding is missing,
+    /// stale, or of another model or size.
+    pub force: bool,
+    pub model: String,
+    /// 0: any size is accepted (an embedder that has not learned its size yet).
+    pub dims: usize,
+}
+
+/// A live memory that needs an embedding: none, one of older content, or one of another model
+/// or size. `$1` takes them all (force), `$2` is the model, `$3` the size (0: any).
+pub(crate) const NEEDS_EMBEDDING: &str = "m.deleted_at IS NULL AND ($1 OR e.memory_id IS NULL \
+     OR e.content_hash <> m.content_hash OR e.model <> $2 OR ($3 > 0 AND e.dims <> $3))";
+
+impl Selection {
+    /// How many memories the walk would take, from the start.
+    pub async fn count(&self, pool: &PgPool) -> Result<u64, sqlx::Error> {
+        let n: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM memories m LEFT JOIN memory_embeddings e ON e.memory_id = m.id \
+             WHERE {NEEDS_EMBEDDING}"
+        ))
+        .bind(self.force)
+        .bind(&self.model)
+        .bind(self.dims as i32)
+        .fetch_one(pool)
+        .await?;
+        Ok(n as u64)
+    }
+
+    /// The next `limit` memories after `cursor`, in id order.
+    async fn page(
+        &self,
+        pool: &PgPool,
+        cursor: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<Memory>, sqlx::Error> {
+        if self.force {
+            // Every live memory: no need to look at the embeddings.
+            return sqlx::query_as(
+                "SELECT m.id, m.content, m.content_hash FROM memories m \
+                 WHERE m.deleted_at IS NULL AND ($1::uuid IS NULL OR m.id > $1) \
+                 ORDER BY m.id LIMIT $2",
+            )
+            .bind(cursor)
+            .bind(limit)
+            .fetch_all(pool)
+            .await;
+        }
+        sqlx::query_as(&format!(
+            "SELECT m.id, m.content, m.content_hash FROM memories m \
+             LEFT JOIN memory_embeddings e ON e.memory_id = m.id \
+             WHERE {NEEDS_EMBEDDING} AND ($4::uuid IS NULL OR m.id > $4) \
+             ORDER BY m.id LIMIT $5"
+        ))
+        .bind(self.force)
+        .bind(&self.model)
+        .bind(self.dims as i32)
+        .bind(cursor)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct Memory {
+    id: Uuid,
+    content: String,
+    content_hash: String,
+}
+
+/// Spaces provider requests evenly: one every `60 s / requests_per_minute`, in request order.
+struct Pacer {
+    interval: Duration,
+    next: tokio::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Pacer {
+    fn new(requests_per_minute: u32) -> Self {
+        Pacer {
+            interval: Duration::from_secs_f64(60.0 / f64::from(requests_per_minute.max(1))),
+            next: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    async fn wait(&self) {
+        let at = {
+            let mut next = self.next.lock().await;
+            let at = (*next).max(tokio::time::Instant::now());
+            *next = at + self.interval;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+/// What one provider batch came to.
+enum Step {
+    Embedded(Vec<Memory>, Result<Vec<Vec<f32>>, EmbedError>),
+    ReadFailed(sqlx::Error),
+    Panicked(String),
+}
+
+/// How a walk ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalkEnd {
+    /// Every selected memory was taken (or the limit reached).
+    Finished,
+    /// Stopped by its token after saving its state; a later run continues from there.
+    Interrupted,
+}
+
+/// One walk: the selection, in batches of `batch_size`, after `state.cursor`.
+pub struct Walk<'a> {
+    pub pool: &'a PgPool,
+    pub embedder: Arc<dyn Embedder>,
+    pub index: &'a dyn VectorIndex,
+    pub selection: Selection,
+    pub batch_size: usize,
+    /// Stop after this many memories in all (processed or failed), across runs.
+    pub limit: Option<u64>,
+    pub settings: &'a BulkSettings,
+}
+
+impl Walk<'_> {
+    /// Continues the walk from `state`, saving it to `checkpoint` after every write, and
+    /// calling `on_progress` with the memories done so far.
+    pub async fn run(
+        &self,
+        state: &mut WalkState,
+        checkpoint: &dyn Checkpoint,
+        cancel: &CancellationToken,
+        on_progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<WalkEnd, BulkError> {
+        state.runs.push(WalkRun {
+            started_after: state.cursor,
+            ..WalkRun::default()
+        });
+        let left = self.limit.map(|l| l.saturating_sub(state.done()));
+        if left == Some(0) {
+            return Ok(WalkEnd::Finished);
+        }
+        let batch_size = self.batch_size.max(1);
+        let (tx, rx) = mpsc::channel(self.settings.concurrency.max(1) * 2);
+        let reader = AbortOnDropHandle::new(tokio::spawn(read_batches(
+            self.pool.clone(),
+            self.selection.clone(),
+            state.cursor,
+            left,
+            self.settings.rows_per_write.max(batch_size),
+            batch_size,
+            tx,
+        )));
+        let pacer = self
+            .settings
+            .requests_per_minute
+            .map(|rpm| Arc::new(Pacer::new(rpm)));
+        let embedder = self.embedder.clone();
+        let batches = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+        let mut steps = batches
+            .map(move |read: Result<Vec<Memory>, sqlx::Error>| {
+                let embedder = embedder.clone();
+                let pacer = pacer.clone();
+                async move {
+                    let batch = match read {
+                        Ok(b) => b,
+                        Err(e) => return Step::ReadFailed(e),
+                    };
+                    let task = AbortOnDropHandle::new(tokio::spawn(async move {
+                        if let Some(p) = pacer {
+                            p.wait().await;
+                        }
+                        let texts: Vec<String> = batch.iter().map(|m| m.content.clone()).collect();
+                        let result = embedder.embed(&texts).await;
+                        (batch, result)
+                    }));
+                    match task.await {
+                        Ok((batch, result)) => Step::Embedded(batch, result),
+                        Err(e) => Step::Panicked(e.to_string()),
+                    }
+                }
+            })
+            .buffered(self.settings.concurrency.max(1))
+            .boxed();
+
+        let mut pending: Vec<EmbeddingRecord> = Vec::new();
+        let mut last_write = Instant::now();
+        let mut failed_in_a_row = 0u32;
+        let model = self.embedder.model().to_string();
+        let end = loop {
+            let step = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break WalkEnd::Interrupted,
+                step = steps.next() => step,
+            };
+            let Some(step) = step else {
+                break WalkEnd::Finished;
+            };
+            let (batch, result) = match step {
+                Step::Embedded(batch, result) => (batch, result),
+                Step::ReadFailed(e) => {
+                    self.write(state, &mut pending, checkpoint, on_progress)
+                        .await?;
+                    return Err(BulkError::Database(e));
+                }
+                Step::Panicked(e) => {
+                    self.write(state, &mut pending, checkpoint, on_progress)
+                        .await?;
+                    return Err(BulkError::Panicked(e));
+                }
+            };
+            let n = batch.len() as u64;
+            let run = state.runs.last_mut().expect("pushed above");
+            run.last_id = batch.last().map(|m| m.id);
+            state.cursor = run.last_id.or(state.cursor);
+            match result {
+                Ok(vectors) => {
+                    failed_in_a_row = 0;
+                    run.processed += n;
+                    state.processed += n;
+                    pending.extend(batch.into_iter().zip(vectors).map(|(m, vector)| {
+                        EmbeddingRecord {
+                            memory_id: m.id,
+                            model: model.clone(),
+                            content_hash: m.content_hash,
+                            vector,
+                        }
+                    }));
+                }
+                Err(error) => {
+                    failed_in_a_row += 1;
+                    run.failed += n;
+                    state.failed += n;
+                    tracing::warn!(size = n, first = ?batch.first().map(|m| m.id), %error, "embedding batch failed");
+                    if state.failed_batches.len() < FAILED_BATCHES_KEPT {
+                        state.failed_batches.push(FailedBatch {
+                            ids: batch.iter().take(FAILED_IDS_KEPT).map(|m| m.id).collect(),
+                            size: batch.len(),
+                            error: error.to_string(),
+                        });
+                    }
+                    if failed_in_a_row >= self.settings.max_consecutive_failures.max(1) {
+                        self.write(state, &mut pending, checkpoint, on_progress)
+                            .await?;
+                        return Err(BulkError::Provider {
+                            error,
+                            failed_in_a_row,
+                        });
+                    }
+                }
+            }
+            if pending.len() >= self.settings.rows_per_write
+                || last_write.elapsed() >= self.settings.write_every
+            {
+                self.write(state, &mut pending, checkpoint, on_progress)
+                    .await?;
+                last_write = Instant::now();
+            }
+        };
+        drop(steps);
+        drop(reader);
+        self.write(state, &mut pending, checkpoint, on_progress)
+            .await?;
+        Ok(end)
+    }
+
+    /// Writes the gathered vectors, then saves the state that counts them.
+    async fn write(
+        &self,
+        state: &WalkState,
+        pending: &mut Vec<EmbeddingRecord>,
+        checkpoint: &dyn Checkpoint,
+        on_progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(), BulkError> {
+        self.index.upsert(pending).await?;
+        pending.clear();
+        let saved = serde_json::to_value(state).unwrap_or_default();
+        checkpoint.save(&saved).await?;
+        on_progress(state.done());
+        Ok(())
+    }
+}
+
+/// The reader: pages after `cursor`, cut into provider batches, until the selection (or the
+/// limit) runs out or the walk stops listening.
+async fn read_batches(
+    pool: PgPool,
+    selection: Selection,
+    mut cursor: Option<Uuid>,
+    mut left: Option<u64>,
+    page_size: usize,
+    batch_size: usize,
+    tx: mpsc::Sender<Result<Vec<Memory>, sqlx::Error>>,
+) {
+    loop {
+        let want = left.map_or(page_size, |l| l.min(page_size as u64) as usize);
+        if want == 0 {
+            return;
+        }
+        let page = match selection.page(&pool, cursor, want as i64).await {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
+        let full = page.len() == want;
+        cursor = page.last().map(|m| m.id).or(cursor);
+        if let Some(l) = left.as_mut() {
+            *l -= page.len() as u64;
+        }
+        let mut rows = page.into_iter().peekable();
+        while rows.peek().is_some() {
+            let batch: Vec<Memory> = rows.by_ref().take(batch_size).collect();
+            if tx.send(Ok(batch)).await.is_err() {
+                return;
+            }
+        }
+        if !full {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn pacer_spaces_requests_evenly() {
+        let p = Pacer::new(600); // one per 100 ms
+        let start = tokio::time::Instant::now();
+        for _ in 0..5 {
+            p.wait().await;
+        }
+        // The first goes at once, the next four 100 ms apart.
+        assert_eq!(start.elapsed(), Duration::from_millis(400));
+    }
+}
