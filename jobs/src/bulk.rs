@@ -90,6 +90,10 @@ pub struct WalkState {
     pub failed: u64,
     pub failed_batches: Vec<FailedBatch>,
     pub runs: Vec<WalkRun>,
+    /// Batches failed since the last one that succeeded, across runs: a retry of a walk
+    /// stopped by a failing provider probes it with one batch, not three.
+    #[serde(default)]
+    pub failed_in_a_row: u32,
 }
 
 impl WalkState {
@@ -112,6 +116,9 @@ pub enum BulkError {
         error: EmbedError,
         failed_in_a_row: u32,
     },
+    /// The walk reached its end without embedding anything: the provider refused it all.
+    #[error("every batch failed ({failed} memories); the last error: {error}")]
+    EveryBatchFailed { failed: u64, error: String },
     #[error("an embedding task panicked: {0}")]
     Panicked(String),
 }
@@ -123,7 +130,7 @@ impl BulkError {
             BulkError::Index(e) => e.is_retryable(),
             BulkError::Checkpoint(e) => e.is_retryable(),
             BulkError::Provider { error, .. } => error.is_retryable(),
-            BulkError::Panicked(_) => false,
+            BulkError::EveryBatchFailed { .. } | BulkError::Panicked(_) => false,
         }
     }
 
@@ -324,7 +331,6 @@ impl Walk<'_> {
 
         let mut pending: Vec<EmbeddingRecord> = Vec::new();
         let mut last_write = Instant::now();
-        let mut failed_in_a_row = 0u32;
         let model = self.embedder.model().to_string();
         let end = loop {
             let step = tokio::select! {
@@ -354,7 +360,7 @@ impl Walk<'_> {
             state.cursor = run.last_id.or(state.cursor);
             match result {
                 Ok(vectors) => {
-                    failed_in_a_row = 0;
+                    state.failed_in_a_row = 0;
                     run.processed += n;
                     state.processed += n;
                     pending.extend(batch.into_iter().zip(vectors).map(|(m, vector)| {
@@ -367,7 +373,7 @@ impl Walk<'_> {
                     }));
                 }
                 Err(error) => {
-                    failed_in_a_row += 1;
+                    state.failed_in_a_row += 1;
                     run.failed += n;
                     state.failed += n;
                     tracing::warn!(size = n, first = ?batch.first().map(|m| m.id), %error, "embedding batch failed");
@@ -378,12 +384,12 @@ impl Walk<'_> {
                             error: error.to_string(),
                         });
                     }
-                    if failed_in_a_row >= self.settings.max_consecutive_failures.max(1) {
+                    if state.failed_in_a_row >= self.settings.max_consecutive_failures.max(1) {
                         self.write(state, &mut pending, checkpoint, on_progress)
                             .await?;
                         return Err(BulkError::Provider {
                             error,
-                            failed_in_a_row,
+                            failed_in_a_row: state.failed_in_a_row,
                         });
                     }
                 }
@@ -400,6 +406,16 @@ impl Walk<'_> {
         drop(reader);
         self.write(state, &mut pending, checkpoint, on_progress)
             .await?;
+        if end == WalkEnd::Finished && state.processed == 0 && state.failed > 0 {
+            return Err(BulkError::EveryBatchFailed {
+                failed: state.failed,
+                error: state
+                    .failed_batches
+                    .last()
+                    .map(|b| b.error.clone())
+                    .unwrap_or_default(),
+            });
+        }
         Ok(end)
     }
 

@@ -43,6 +43,13 @@ fn writes(job: &str) -> Vec<(&'static str, String, Value)> {
             json!({"cron": "0 0 * * * *", "kind": "probe"}),
         ),
         ("DELETE", "/v1/schedules/matrix".into(), json!({})),
+        ("POST", "/admin/sync".into(), json!({"dry_run": true})),
+        ("POST", "/v1/work/sync".into(), json!({"dry_run": true})),
+        (
+            "POST",
+            "/v1/work/evict".into(),
+            json!({"retention_period": "P90D", "dry_run": true}),
+        ),
         (
             "POST",
             "/v1/jobs".into(),
@@ -137,6 +144,27 @@ async fn role_matrix_route_by_route() {
         assert_ne!(status, 403, "indexer enqueues {kind}");
         assert_ne!(status, 401, "indexer enqueues {kind}");
     }
+    // Reembed is an indexer's work too; an auditor may not start it.
+    for path in ["/v1/work/reembed", "/admin/reembed"] {
+        let body = json!({"limit": 1});
+        assert_eq!(
+            call(&d, "auditor-secret-token", "POST", path, &body).await,
+            403,
+            "auditor POST {path}"
+        );
+    }
+    assert_eq!(
+        call(
+            &d,
+            "indexer-secret-token",
+            "POST",
+            "/v1/work/reembed",
+            &json!({"limit": 1})
+        )
+        .await,
+        202,
+        "indexer POST /v1/work/reembed"
+    );
     let r = reqwest::Client::new()
         .get(d.url("/v1/events"))
         .header("x-api-key", "auditor-secret-token")

@@ -2,200 +2,25 @@
 //! the OpenAI-compatible providers against a small local axum server that speaks the
 //! embeddings and chat-completions APIs.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use memwarden_jobs::embedding::cosine;
 use memwarden_jobs::enrichment::{pattern_id, EXEMPLIFIES, PRECEDED_BY, SIMILAR_TO};
 use memwarden_jobs::vector::{EmbeddingRecord, NeighbourQuery, DEFAULT_CACHE_BYTES};
 use memwarden_jobs::{
     enrich, memories_needing_enrichment, EmbedError, Embedder, EnrichError, Enricher,
     EnrichmentSettings, EnrichmentStatus, Extractor, HashEmbedder, LlmExtractionConfig,
-    LlmExtractor, OpenAiEmbedder, OpenAiEmbeddingConfig, PgVectorIndex, RuleExtractor, VectorIndex,
+    LlmExtractor, OpenAiEmbedder, PgVectorIndex, RuleExtractor, VectorIndex,
 };
 use serde_json::{json, Value};
 use sha2::Digest;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::fake_openai::{fake_openai, openai, quota, rate_limited, server_error, Reply};
 use crate::harness::{count, TestDb};
-
-// ---------------------------------------------------------------------------------------
-// A fake OpenAI-compatible server.
-
-/// What the fake answers to the next embeddings request.
-#[derive(Clone)]
-enum Reply {
-    /// One hash-embedder vector per input: of the request's `dimensions`, else `dims`.
-    Vectors { dims: usize },
-    /// One vector fewer than asked for.
-    Short { dims: usize },
-    /// A fixed status, headers and JSON body.
-    Fail {
-        status: u16,
-        headers: Vec<(&'static str, &'static str)>,
-        body: Value,
-    },
-}
-
-struct Seen {
-    at: Instant,
-    headers: HeaderMap,
-    body: Value,
-}
-
-struct Fake {
-    script: Mutex<VecDeque<Reply>>,
-    otherwise: Reply,
-    embeddings: Mutex<Vec<Seen>>,
-    chats: Mutex<Vec<Value>>,
-}
-
-impl Fake {
-    fn requests(&self) -> Vec<Value> {
-        self.embeddings
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|s| s.body.clone())
-            .collect()
-    }
-}
-
-async fn fake_embeddings(
-    State(fake): State<Arc<Fake>>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Response {
-    fake.embeddings.lock().unwrap().push(Seen {
-        at: Instant::now(),
-        headers,
-        body: body.clone(),
-    });
-    let reply = fake
-        .script
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or_else(|| fake.otherwise.clone());
-    let inputs: Vec<String> = body["input"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|v| v.as_str().unwrap_or_default().to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    let vectors = |dims: usize, n: usize| {
-        let dims = body["dimensions"].as_u64().map_or(dims, |d| d as usize);
-        let e = HashEmbedder::new(dims);
-        let data: Vec<Value> = inputs
-            .iter()
-            .take(n)
-            .enumerate()
-            .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": e.embed_one(t)}))
-            .collect();
-        Json(json!({
-            "object": "list", "data": data, "model": body["model"],
-            "usage": {"prompt_tokens": 1, "total_tokens": 1}
-        }))
-        .into_response()
-    };
-    match reply {
-        Reply::Vectors { dims } => vectors(dims, inputs.len()),
-        Reply::Short { dims } => vectors(dims, inputs.len().saturating_sub(1)),
-        Reply::Fail {
-            status,
-            headers,
-            body,
-        } => {
-            let mut r = (StatusCode::from_u16(status).unwrap(), Json(body)).into_response();
-            for (k, v) in headers {
-                r.headers_mut().insert(k, v.parse().unwrap());
-            }
-            r
-        }
-    }
-}
-
-async fn fake_chat(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Response {
-    fake.chats.lock().unwrap().push(body.clone());
-    let content = json!({"entities": [
-        {"category": "person", "value": "Ada Lovelace"},
-        {"category": "tool", "value": "Postgres"},
-        {"category": "concept", "value": "feature hashing"}
-    ]})
-    .to_string();
-    Json(json!({
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": body["model"],
-        "choices": [{"index": 0, "finish_reason": "stop",
-                     "message": {"role": "assistant", "content": content}}],
-        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
-    }))
-    .into_response()
-}
-
-/// Starts the fake on 127.0.0.1:0; returns it and its base URL (`http://…/v1`).
-async fn fake_openai(script: Vec<Reply>, otherwise: Reply) -> (Arc<Fake>, String) {
-    let fake = Arc::new(Fake {
-        script: Mutex::new(script.into()),
-        otherwise,
-        embeddings: Mutex::new(Vec::new()),
-        chats: Mutex::new(Vec::new()),
-    });
-    let app = Router::new()
-        .route("/v1/embeddings", post(fake_embeddings))
-        .route("/v1/chat/completions", post(fake_chat))
-        .with_state(fake.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (fake, format!("http://{addr}/v1"))
-}
-
-fn openai(base_url: &str, model: &str, dimensions: Option<u32>) -> OpenAiEmbeddingConfig {
-    OpenAiEmbeddingConfig {
-        base_url: base_url.to_string(),
-        api_key: Some("sk-test".into()),
-        model: model.into(),
-        dimensions,
-        timeout: Duration::from_secs(5),
-        backoff_base: Duration::from_millis(10),
-        ..Default::default()
-    }
-}
-
-fn rate_limited(retry_after: &'static str) -> Reply {
-    Reply::Fail {
-        status: 429,
-        headers: vec![("retry-after", retry_after)],
-        body: json!({"error": {"message": "Rate limit reached for requests", "type": "requests",
-                               "param": null, "code": "rate_limit_exceeded"}}),
-    }
-}
-
-fn quota() -> Reply {
-    Reply::Fail {
-        status: 429,
-        headers: vec![],
-        body: json!({"error": {"message": "You exceeded your current quota, please check your plan and billing details.",
-                               "type": "insufficient_quota", "param": null, "code": "insufficient_quota"}}),
-    }
-}
-
-fn server_error(status: u16) -> Reply {
-    Reply::Fail {
-        status,
-        headers: vec![],
-        body: json!({"error": {"message": "The server had an error", "type": "server_error"}}),
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // The memory store.

@@ -17,6 +17,8 @@ pub const ADMIN: &str = "test-admin-token";
 #[path = "../common/pg.rs"]
 mod pg;
 pub use pg::TestDb;
+#[path = "../common/schedules.rs"]
+mod schedules;
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -46,6 +48,12 @@ impl DaemonBuilder {
     pub fn without_admin_token(mut self) -> Self {
         self.admin_token = false;
         self
+    }
+
+    /// No default schedule fires (job-purge, sync, eviction, enrichment catch-up): only the
+    /// jobs the test makes run.
+    pub fn without_default_schedules(self) -> Self {
+        self.config(schedules::NO_DEFAULT_SCHEDULES)
     }
 
     pub fn config(mut self, toml: &str) -> Self {

@@ -350,6 +350,8 @@ const EVICT_FIELDS: &[&str] = &[
     "justification",
 ];
 const REPROCESS_FIELDS: &[&str] = &["ids", "justification"];
+const REEMBED_FIELDS: &[&str] = &["batch_size", "limit", "force", "justification"];
+const SYNC_FIELDS: &[&str] = &["batch_size", "dry_run", "justification"];
 
 fn obj(fields: &[(&str, J)]) -> Vec<(String, J)> {
     fields
@@ -408,6 +410,21 @@ fn valid_evict() -> Vec<(String, J)> {
             "resource_types",
             J::Arr(vec![s("conversations"), s("memories")]),
         ),
+        ("dry_run", J::Bool(true)),
+    ])
+}
+
+fn valid_reembed() -> Vec<(String, J)> {
+    obj(&[
+        ("batch_size", J::Num("16".into())),
+        ("limit", J::Num("10".into())),
+        ("force", J::Bool(false)),
+    ])
+}
+
+fn valid_sync() -> Vec<(String, J)> {
+    obj(&[
+        ("batch_size", J::Num("8".into())),
         ("dry_run", J::Bool(true)),
     ])
 }
@@ -518,6 +535,38 @@ static ROUTES: &[Route] = &[
         param: Param::None,
         fields: EVICT_FIELDS,
         valid: valid_evict,
+        waits: true,
+    },
+    Route {
+        method: "POST",
+        path: "/v1/work/reembed",
+        param: Param::None,
+        fields: REEMBED_FIELDS,
+        valid: valid_reembed,
+        waits: false,
+    },
+    Route {
+        method: "POST",
+        path: "/v1/work/sync",
+        param: Param::None,
+        fields: SYNC_FIELDS,
+        valid: valid_sync,
+        waits: false,
+    },
+    Route {
+        method: "POST",
+        path: "/admin/reembed",
+        param: Param::None,
+        fields: REEMBED_FIELDS,
+        valid: valid_reembed,
+        waits: true,
+    },
+    Route {
+        method: "POST",
+        path: "/admin/sync",
+        param: Param::None,
+        fields: SYNC_FIELDS,
+        valid: valid_sync,
         waits: true,
     },
 ];

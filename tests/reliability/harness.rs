@@ -24,39 +24,17 @@ pub const ADMIN: &str = "reliability-admin-token";
 pub const FAST: &str = "[queue]\nlease = 2\nheartbeat = 0.5\nreaper_interval = 0.5\n";
 pub const LEASE_S: f64 = 2.0;
 
-/// Every daemon of the suite runs with the default schedules switched off (the documented
-/// `enabled = false` override), so that only the scenario's own `probe` jobs exist: an hourly
-/// job-purge tick must not turn 20,000 jobs into 20,001.
-const NO_CRON: &str = "
-[[schedules]]
-name = \"job-purge\"
-cron = \"0 0 * * * *\"
-kind = \"job-purge\"
-enabled = false
-
-[[schedules]]
-name = \"sync\"
-cron = \"0 30 * * * *\"
-kind = \"sync\"
-enabled = false
-
-[[schedules]]
-name = \"eviction\"
-cron = \"0 15 3 * * *\"
-kind = \"eviction\"
-enabled = false
-
-[[schedules]]
-name = \"enrichment-catchup\"
-cron = \"0 */5 * * * *\"
-kind = \"enrichment-catchup\"
-enabled = false
-";
 pub const REAPER_S: f64 = 0.5;
 
 #[path = "../common/pg.rs"]
 mod pg;
+/// Every daemon of the suite runs with the default schedules switched off, so that only the
+/// scenario's own `probe` jobs exist: an hourly job-purge tick must not turn 20,000 jobs into
+/// 20,001.
+#[path = "../common/schedules.rs"]
+mod schedules;
 pub use pg::{migrate_at, pool_of, sql_at, TestDb};
+use schedules::NO_DEFAULT_SCHEDULES as NO_CRON;
 
 /// A PostgreSQL cluster of the scenario's own, so it can be stopped and started.
 pub struct PrivateCluster {
