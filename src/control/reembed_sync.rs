@@ -16,7 +16,7 @@ use super::extract::{JsonBody, QueryParams};
 use super::jobs::queue_of;
 use super::openapi::CommonErrors;
 use super::problem::Problem;
-use super::work::{enqueue_work, respond, wait_report, WorkQuery};
+use super::work::{enqueue_and_respond, enqueue_work, wait_report, WorkQuery};
 use crate::app::App;
 
 /// `{batch_size?, limit?, force?}`. Fields are checked here, so a wrong one is a 400 that
@@ -78,19 +78,6 @@ async fn run_and_wait(app: &App, kind: &str, args: Value) -> Result<Response, Pr
     let queue = queue_of(app)?;
     let id = enqueue_work(queue, kind, args).await?;
     Ok(Json(wait_report(queue, id).await?).into_response())
-}
-
-/// Enqueues the kind's job and answers as the native work routes do.
-async fn enqueue_and_respond(
-    app: &App,
-    kind: &str,
-    args: Value,
-    query: &WorkQuery,
-    headers: &HeaderMap,
-) -> Result<Response, Problem> {
-    let queue = queue_of(app)?;
-    let id = enqueue_work(queue, kind, args).await?;
-    respond(queue, id, query, headers).await
 }
 
 #[utoipa::path(post, path = "/admin/reembed", tag = "automem", request_body = ReembedRequest,

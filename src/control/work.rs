@@ -195,6 +195,19 @@ async fn enqueue_eviction(app: &App, req: EvictRequest) -> Result<(&Queue, Uuid)
     Ok((queue, id))
 }
 
+/// Enqueues the kind's job and answers as the native work routes do (`respond`).
+pub async fn enqueue_and_respond(
+    app: &App,
+    kind: &str,
+    args: Value,
+    query: &WorkQuery,
+    headers: &HeaderMap,
+) -> Result<Response, Problem> {
+    let queue = queue_of(app)?;
+    let id = enqueue_work(queue, kind, args).await?;
+    respond(queue, id, query, headers).await
+}
+
 #[utoipa::path(post, path = "/v1/work/evict", tag = "work", params(WorkQuery), request_body = EvictRequest,
     responses((status = 202, description = "enqueued", body = Object), (status = 200, description = "?wait=true: the report", body = Object),
         (status = 500, description = "?wait=true and the job failed", content_type = "application/problem+json", body = super::openapi::ProblemDoc), CommonErrors))]
@@ -204,8 +217,7 @@ pub async fn evict(
     headers: HeaderMap,
     JsonBody(req): JsonBody<EvictRequest>,
 ) -> Result<Response, Problem> {
-    let (queue, id) = enqueue_eviction(&app, req).await?;
-    respond(queue, id, &query, &headers).await
+    enqueue_and_respond(&app, "eviction", eviction_args(req)?, &query, &headers).await
 }
 
 /// Memory Service's `POST /v1/admin/evict`: 204 when the eviction completes; with

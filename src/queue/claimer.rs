@@ -287,9 +287,8 @@ async fn run_handler(q: &Queue, job: &Claimed, cancel: CancellationToken) -> Fin
         cancel: cancel.clone(),
         progress: q.progress_sink(job.id),
         checkpoint: JobCheckpoint {
-            pool: q.pool().clone(),
+            queue: q.clone(),
             job: job.id,
-            worker: q.worker_id().to_string(),
         },
         lifecycle: q.app().lifecycle().clone(),
     };

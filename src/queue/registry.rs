@@ -86,9 +86,8 @@ impl JobContext {
 /// The job row's `checkpoint`, written only while this worker holds the job's lease.
 #[derive(Clone)]
 pub struct JobCheckpoint {
-    pub(crate) pool: PgPool,
+    pub(crate) queue: super::Queue,
     pub(crate) job: Uuid,
-    pub(crate) worker: String,
 }
 
 #[async_trait::async_trait]
@@ -97,7 +96,7 @@ impl Checkpoint for JobCheckpoint {
         Ok(
             sqlx::query_scalar("SELECT checkpoint FROM memwarden.jobs WHERE id = $1")
                 .bind(self.job)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.queue.pool())
                 .await?
                 .flatten(),
         )
@@ -110,8 +109,8 @@ impl Checkpoint for JobCheckpoint {
         )
         .bind(self.job)
         .bind(state)
-        .bind(&self.worker)
-        .execute(&self.pool)
+        .bind(self.queue.worker_id())
+        .execute(self.queue.pool())
         .await?;
         if saved.rows_affected() == 0 {
             return Err(CheckpointError::LeaseLost);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
-use crate::harness::{count, eventually, Daemon, TestDb, ADMIN, API};
+use crate::harness::{count, eventually, Daemon, TestDb, API};
 
 async fn insert_memories(pool: &sqlx::PgPool, n: i64, owners: i64) {
     sqlx::query(
@@ -104,28 +104,9 @@ async fn automem_reprocess_curl_works() {
             == 0
     })
     .await;
-    let out = std::process::Command::new("curl")
-        .args(["-s", "-X", "POST", &d.url("/enrichment/reprocess")])
-        .args([
-            "-H",
-            &format!("Authorization: Bearer {API}"),
-            "-H",
-            &format!("X-Admin-Token: {ADMIN}"),
-        ])
-        .args([
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            &json!({"ids": ids}).to_string(),
-            "-w",
-            "\n%{http_code}",
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    assert_eq!(code, "202", "{text}");
-    let v: Value = serde_json::from_str(body).unwrap();
+    let (code, v) =
+        crate::harness::admin_curl(&d.url("/enrichment/reprocess"), &json!({"ids": ids}));
+    assert_eq!(code, "202", "{v}");
     assert_eq!(v["status"], "queued");
     assert_eq!(v["count"], 3);
     // Forced: three more jobs even though the memories were just enriched.

@@ -361,3 +361,31 @@ pub async fn wait_job(pool: &PgPool, id: &str, status: &str) {
     )
     .await;
 }
+
+/// `curl -X POST` with the admin's dual token (`Authorization: Bearer` plus `X-Admin-Token`)
+/// and a JSON body, as AutoMem's admin scripts call it: the status code and the JSON reply
+/// (null when the reply is not JSON).
+pub fn admin_curl(url: &str, body: &serde_json::Value) -> (String, serde_json::Value) {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-X", "POST", url])
+        .args([
+            "-H",
+            &format!("Authorization: Bearer {API}"),
+            "-H",
+            &format!("X-Admin-Token: {ADMIN}"),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body.to_string(),
+            "-w",
+            "\n%{http_code}",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (
+        code.to_string(),
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}

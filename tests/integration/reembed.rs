@@ -9,7 +9,9 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::fake_openai::{fake_openai, server_error, slow_fake_openai, Reply};
-use crate::harness::{count, eventually, job_status, Daemon, TestDb, ADMIN, API};
+use crate::harness::{
+    admin_curl as curl, count, eventually, job_status, Daemon, TestDb, ADMIN, API,
+};
 
 /// `n` memories over 10 owners, with tags and metadata, inserted with plain SQL. Their
 /// enrichment jobs are dropped, so that only the work under test writes embeddings.
@@ -63,31 +65,6 @@ async fn finished(d: &Daemon, id: &str, limit: Duration) -> Value {
         assert!(start.elapsed() < limit, "job {id} still {status}: {job}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-fn curl(url: &str, body: &Value) -> (String, Value) {
-    let out = std::process::Command::new("curl")
-        .args(["-s", "-X", "POST", url])
-        .args([
-            "-H",
-            &format!("Authorization: Bearer {API}"),
-            "-H",
-            &format!("X-Admin-Token: {ADMIN}"),
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            &body.to_string(),
-            "-w",
-            "\n%{http_code}",
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (
-        code.to_string(),
-        serde_json::from_str(body).unwrap_or(Value::Null),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
