@@ -264,12 +264,11 @@ async fn run_queue_bench(url: &str, n: usize, concurrency: u32, samples: usize) 
 pub async fn evict(
     server_url: &str,
     conversations: i64,
-    batch_size: i64,
-    pause_ms: u64,
+    settings: memwarden_jobs::eviction::EvictionSettings,
 ) -> Result<()> {
     let name = format!("memwarden_bench_evict_{}", std::process::id());
     let url = fresh_database(server_url, &name).await?;
-    let result = run_evict_bench(&url, conversations, batch_size, pause_ms).await;
+    let result = run_evict_bench(&url, conversations, settings).await;
     drop_database(server_url, &name).await.ok();
     result
 }
@@ -307,8 +306,12 @@ async fn writer_p99(
     Ok((p99, lat.len()))
 }
 
-async fn run_evict_bench(url: &str, n: i64, batch_size: i64, pause_ms: u64) -> Result<()> {
-    use memwarden_jobs::eviction::{evict, EvictionSettings, ResourceType, RetentionPeriod};
+async fn run_evict_bench(
+    url: &str,
+    n: i64,
+    settings: memwarden_jobs::eviction::EvictionSettings,
+) -> Result<()> {
+    use memwarden_jobs::eviction::{evict, ResourceType, RetentionPeriod};
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(4)
         .connect(url)
@@ -335,6 +338,11 @@ async fn run_evict_bench(url: &str, n: i64, batch_size: i64, pause_ms: u64) -> R
         .execute(&pool)
         .await?;
     sqlx::query("VACUUM ANALYZE").execute(&pool).await?;
+    // Eviction runs against a database at rest, not one whose bulk load the checkpointer is
+    // still writing out; CHECKPOINT needs a superuser or pg_checkpoint, so it is best effort.
+    if let Err(e) = sqlx::query("CHECKPOINT").execute(&pool).await {
+        eprintln!("bench: CHECKPOINT after the load failed ({e}); figures include its writes");
+    }
     let live_before: i64 =
         sqlx::query_scalar("SELECT count(*) FROM conversations WHERE deleted_at IS NULL")
             .fetch_one(&pool)
@@ -343,17 +351,12 @@ async fn run_evict_bench(url: &str, n: i64, batch_size: i64, pause_ms: u64) -> R
     // The writer alone, for a baseline.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let w = tokio::spawn(writer_p99(pool.clone(), stop.clone()));
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
     stop.store(true, Ordering::Relaxed);
     let (base_p99, base_n) = w.await??;
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let w = tokio::spawn(writer_p99(pool.clone(), stop.clone()));
-    let settings = EvictionSettings {
-        batch_size,
-        pause: Duration::from_millis(pause_ms),
-        blobs_dir: std::env::temp_dir(),
-    };
     let t0 = Instant::now();
     let report = evict(
         &pool,
@@ -373,9 +376,14 @@ async fn run_evict_bench(url: &str, n: i64, batch_size: i64, pause_ms: u64) -> R
         .await?;
     let rows = report.conversations + report.conversation_entries;
     println!(
-        "memwarden evict N={n} conversations ({rows} rows) batch={batch_size} pause={pause_ms}ms: {:.0} rows/s ({dt:.2} s), longest batch {:.1} ms",
+        "memwarden evict N={n} conversations ({rows} rows) batch<={} pause={}ms limit={}ms: {:.0} rows/s ({dt:.2} s), {} batches, longest batch {:.1} ms, {} over the limit",
+        settings.batch_size,
+        settings.pause.as_millis(),
+        settings.max_transaction.as_millis(),
         rows as f64 / dt,
-        report.longest_batch_ms
+        report.batches,
+        report.longest_batch_ms,
+        report.batches_over_limit,
     );
     println!(
         "live writer p99 ms: alone {base_p99:.2} ({base_n} ops), during eviction {during_p99:.2} ({during_n} ops), ratio {:.2}",

@@ -177,6 +177,8 @@ pub struct EvictionConfig {
     /// Rows per transaction, and the pause between transactions.
     pub batch_size: i64,
     pub pause_ms: u64,
+    /// The longest a batch transaction may hold its locks; batches shrink to stay inside it.
+    pub max_transaction_ms: u64,
 }
 
 impl Default for EvictionConfig {
@@ -186,6 +188,7 @@ impl Default for EvictionConfig {
             resource_types: vec!["conversations".into(), "attachments".into()],
             batch_size: 1000,
             pause_ms: 100,
+            max_transaction_ms: 100,
         }
     }
 }
@@ -768,6 +771,12 @@ impl Settings {
             return Err(ConfigError::invalid(
                 "eviction.batch_size",
                 "must be at least 1",
+            ));
+        }
+        if self.eviction.max_transaction_ms < 10 {
+            return Err(ConfigError::invalid(
+                "eviction.max_transaction_ms",
+                "must be at least 10",
             ));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)

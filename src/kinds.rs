@@ -41,6 +41,7 @@ pub fn registry(live: watch::Receiver<Arc<Settings>>) -> anyhow::Result<Registry
             settings: EvictionSettings {
                 batch_size: settings.eviction.batch_size,
                 pause: Duration::from_millis(settings.eviction.pause_ms),
+                max_transaction: Duration::from_millis(settings.eviction.max_transaction_ms),
                 blobs_dir: PathBuf::from(&settings.blobs.dir),
             },
         },

@@ -132,8 +132,12 @@ impl crate::JobArgs for EvictionArgs {
 
 #[derive(Debug, Clone)]
 pub struct EvictionSettings {
+    /// The most rows a batch takes; batches shrink below it to stay inside `max_transaction`.
     pub batch_size: i64,
     pub pause: Duration,
+    /// The longest a batch transaction may hold its locks. A batch that reaches it is cancelled
+    /// by PostgreSQL (`statement_timeout`), rolled back whole, and retried smaller.
+    pub max_transaction: Duration,
     pub blobs_dir: PathBuf,
 }
 
@@ -142,6 +146,7 @@ impl Default for EvictionSettings {
         EvictionSettings {
             batch_size: 1000,
             pause: Duration::from_millis(100),
+            max_transaction: Duration::from_millis(100),
             blobs_dir: PathBuf::from("blobs"),
         }
     }
@@ -159,8 +164,10 @@ pub struct EvictionReport {
     pub blobs_freed: i64,
     pub bytes_freed: i64,
     pub batches: i64,
-    /// The longest single batch transaction, in milliseconds.
+    /// The longest single batch transaction, in milliseconds, cancelled ones included.
     pub longest_batch_ms: f64,
+    /// Batches cancelled at `max_transaction` and retried with fewer rows.
+    pub batches_over_limit: i64,
     /// Stopped early by its cancellation token (a drain); run it again to finish.
     pub interrupted: bool,
 }
@@ -171,6 +178,11 @@ pub enum EvictionError {
     Input(#[from] EvictionInputError),
     #[error("database error during eviction: {0}")]
     Database(#[from] sqlx::Error),
+    #[error(
+        "a batch of one row still exceeded the {limit_ms} ms transaction limit \
+         {OVERRUNS_ALLOWED} times in a row; something else holds that row's locks"
+    )]
+    TooSlow { limit_ms: u128 },
     #[error("blob file {path}: {source}")]
     Blob {
         path: PathBuf,
@@ -192,32 +204,116 @@ async fn count_due(
     .await
 }
 
-const CONVERSATIONS_BATCH: &str = "\
-WITH c AS (SELECT id FROM conversations WHERE deleted_at IS NOT NULL AND deleted_at < $1 \
-           ORDER BY deleted_at LIMIT $2 FOR UPDATE SKIP LOCKED), \
-e AS (DELETE FROM conversation_entries WHERE conversation_id IN (SELECT id FROM c) RETURNING 1), \
-a AS (DELETE FROM attachments WHERE conversation_id IN (SELECT id FROM c) RETURNING blob_id), \
-r AS (UPDATE blobs b SET refcount = GREATEST(b.refcount - x.n, 0) \
-      FROM (SELECT blob_id, count(*)::int AS n FROM a WHERE blob_id IS NOT NULL GROUP BY blob_id) x \
-      WHERE b.id = x.blob_id RETURNING b.id), \
-d AS (DELETE FROM conversations WHERE id IN (SELECT id FROM c) RETURNING 1) \
-SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM e), (SELECT count(*) FROM a), \
-       COALESCE((SELECT array_agg(id) FROM r), '{}')";
+/// The first `$2` rows due for eviction at or after the cursor `$3`, oldest first. Starting at
+/// the cursor skips the index entries of rows that earlier batches deleted and vacuum has not
+/// yet removed; a row soft-deleted later is newer than the cutoff, so nothing due is passed by.
+macro_rules! due {
+    ($table:literal) => {
+        concat!(
+            "c AS (SELECT id, deleted_at FROM ",
+            $table,
+            " WHERE deleted_at IS NOT NULL AND deleted_at < $1 \
+             AND deleted_at >= COALESCE($3, '-infinity'::timestamptz) \
+             ORDER BY deleted_at LIMIT $2)"
+        )
+    };
+}
 
-const ATTACHMENTS_BATCH: &str = "\
-WITH a AS (DELETE FROM attachments WHERE id IN ( \
-             SELECT id FROM attachments WHERE deleted_at IS NOT NULL AND deleted_at < $1 \
-             ORDER BY deleted_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING blob_id), \
-r AS (UPDATE blobs b SET refcount = GREATEST(b.refcount - x.n, 0) \
-      FROM (SELECT blob_id, count(*)::int AS n FROM a WHERE blob_id IS NOT NULL GROUP BY blob_id) x \
-      WHERE b.id = x.blob_id RETURNING b.id) \
-SELECT 0::bigint, 0::bigint, (SELECT count(*) FROM a), COALESCE((SELECT array_agg(id) FROM r), '{}')";
+/// Takes one reference off each blob of the deleted attachments `a`, returning the blobs touched.
+macro_rules! release_blobs {
+    () => {
+        "r AS (UPDATE blobs b SET refcount = GREATEST(b.refcount - x.n, 0) \
+         FROM (SELECT blob_id, count(*)::int AS n FROM a WHERE blob_id IS NOT NULL GROUP BY blob_id) x \
+         WHERE b.id = x.blob_id RETURNING b.id)"
+    };
+}
 
-const MEMORIES_BATCH: &str = "\
-WITH m AS (DELETE FROM memories WHERE id IN ( \
-             SELECT id FROM memories WHERE deleted_at IS NOT NULL AND deleted_at < $1 \
-             ORDER BY deleted_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1) \
-SELECT (SELECT count(*) FROM m), 0::bigint, 0::bigint, '{}'::uuid[]";
+/// Each batch deletes the candidates that are still due when the delete reaches them: a row
+/// restored or changed since the candidates were read is rechecked by the `WHERE` (PostgreSQL
+/// re-evaluates it for a row updated concurrently), and kept. Children go only with a parent
+/// that went. Columns: candidates seen, the cursor for the next batch, rows, entries,
+/// attachments, and blobs that lost references.
+const CONVERSATIONS_BATCH: &str = concat!(
+    "WITH ",
+    due!("conversations"),
+    ", d AS (DELETE FROM conversations WHERE id IN (SELECT id FROM c) \
+       AND deleted_at IS NOT NULL AND deleted_at < $1 RETURNING id), \
+e AS (DELETE FROM conversation_entries WHERE conversation_id IN (SELECT id FROM d) RETURNING 1), \
+a AS (DELETE FROM attachments WHERE conversation_id IN (SELECT id FROM d) RETURNING blob_id), ",
+    release_blobs!(),
+    " SELECT (SELECT count(*) FROM c), (SELECT max(deleted_at) FROM c), (SELECT count(*) FROM d), \
+       (SELECT count(*) FROM e), (SELECT count(*) FROM a), COALESCE((SELECT array_agg(id) FROM r), '{}')"
+);
+
+const ATTACHMENTS_BATCH: &str = concat!(
+    "WITH ",
+    due!("attachments"),
+    ", a AS (DELETE FROM attachments WHERE id IN (SELECT id FROM c) \
+       AND deleted_at IS NOT NULL AND deleted_at < $1 RETURNING blob_id), ",
+    release_blobs!(),
+    " SELECT (SELECT count(*) FROM c), (SELECT max(deleted_at) FROM c), 0::bigint, 0::bigint, \
+       (SELECT count(*) FROM a), COALESCE((SELECT array_agg(id) FROM r), '{}')"
+);
+
+const MEMORIES_BATCH: &str = concat!(
+    "WITH ",
+    due!("memories"),
+    ", m AS (DELETE FROM memories WHERE id IN (SELECT id FROM c) \
+       AND deleted_at IS NOT NULL AND deleted_at < $1 RETURNING 1) \
+     SELECT (SELECT count(*) FROM c), (SELECT max(deleted_at) FROM c), (SELECT count(*) FROM m), \
+       0::bigint, 0::bigint, '{}'::uuid[]"
+);
+
+/// Reads, without locks, the rows the next batch will delete, children included.
+const CONVERSATIONS_WARM: &str = concat!(
+    "WITH ",
+    due!("conversations"),
+    " SELECT (SELECT count(role) FROM conversation_entries WHERE conversation_id IN (SELECT id FROM c)), \
+       (SELECT count(blob_id) FROM attachments WHERE conversation_id IN (SELECT id FROM c))"
+);
+
+const ATTACHMENTS_WARM: &str = concat!(
+    "WITH ",
+    due!("attachments"),
+    " SELECT count(refcount) FROM blobs \
+     WHERE id IN (SELECT blob_id FROM attachments WHERE id IN (SELECT id FROM c))"
+);
+
+const MEMORIES_WARM: &str = concat!(
+    "WITH ",
+    due!("memories"),
+    " SELECT (SELECT count(model) FROM memory_embeddings WHERE memory_id IN (SELECT id FROM c)), \
+       (SELECT count(value) FROM memory_entities WHERE memory_id IN (SELECT id FROM c))"
+);
+
+/// What eviction runs for one resource type.
+struct Statements {
+    table: &'static str,
+    warm: &'static str,
+    batch: &'static str,
+}
+
+impl ResourceType {
+    fn statements(self) -> Statements {
+        match self {
+            ResourceType::Conversations => Statements {
+                table: "conversations",
+                warm: CONVERSATIONS_WARM,
+                batch: CONVERSATIONS_BATCH,
+            },
+            ResourceType::Attachments => Statements {
+                table: "attachments",
+                warm: ATTACHMENTS_WARM,
+                batch: ATTACHMENTS_BATCH,
+            },
+            ResourceType::Memories => Statements {
+                table: "memories",
+                warm: MEMORIES_WARM,
+                batch: MEMORIES_BATCH,
+            },
+        }
+    }
+}
 
 /// Blobs left with no reference among `ids`: their rows go in the same transaction, and their
 /// keys come back so the files can go after it commits.
@@ -243,12 +339,7 @@ pub async fn evict(
     };
     let mut due = Vec::new();
     for t in types {
-        let table = match t {
-            ResourceType::Conversations => "conversations",
-            ResourceType::Attachments => "attachments",
-            ResourceType::Memories => "memories",
-        };
-        due.push((*t, count_due(pool, table, cutoff).await?));
+        due.push((*t, count_due(pool, t.statements().table, cutoff).await?));
     }
     let total: i64 = due.iter().map(|(_, n)| *n).sum();
     if dry_run {
@@ -264,65 +355,75 @@ pub async fn evict(
     }
     progress.report(0);
     let mut done = 0i64;
+    let mut sizer = BatchSizer::new(settings.batch_size, settings.max_transaction);
     'types: for (t, _) in &due {
-        let sql = match t {
-            ResourceType::Conversations => CONVERSATIONS_BATCH,
-            ResourceType::Attachments => ATTACHMENTS_BATCH,
-            ResourceType::Memories => MEMORIES_BATCH,
-        };
+        let statements = t.statements();
+        let mut cursor = None;
         loop {
             if cancel.is_cancelled() {
                 report.interrupted = true;
                 break 'types;
             }
+            let size = sizer.size();
+            // The batch's rows are read once before its transaction, so that the transaction
+            // finds their pages in shared buffers instead of waiting on the disk while it
+            // holds locks.
+            sqlx::query(statements.warm)
+                .bind(cutoff)
+                .bind(size)
+                .bind(cursor)
+                .execute(pool)
+                .await?;
             let started = Instant::now();
-            let mut tx = pool.begin().await?;
-            let (rows, entries, attachments, touched): (i64, i64, i64, Vec<uuid::Uuid>) =
-                sqlx::query_as(sql)
-                    .bind(cutoff)
-                    .bind(settings.batch_size)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            let freed: Vec<(String, i64)> = if touched.is_empty() {
-                Vec::new()
-            } else {
-                sqlx::query_as(FREE_BLOBS)
-                    .bind(&touched)
-                    .fetch_all(&mut *tx)
-                    .await?
+            let outcome = run_batch(pool, &statements, cutoff, size, cursor, settings).await;
+            let took = started.elapsed();
+            report.longest_batch_ms = report.longest_batch_ms.max(took.as_secs_f64() * 1000.0);
+            let batch = match outcome {
+                Ok(batch) => batch,
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(QUERY_CANCELED) => {
+                    report.batches_over_limit += 1;
+                    if !sizer.overran() {
+                        return Err(EvictionError::TooSlow {
+                            limit_ms: settings.max_transaction.as_millis(),
+                        });
+                    }
+                    tracing::warn!(
+                        rows = size,
+                        limit_ms = settings.max_transaction.as_millis() as u64,
+                        "eviction batch hit its time limit; retrying smaller"
+                    );
+                    pause(settings.pause, cancel).await;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
             };
-            tx.commit().await?;
-            let took = started.elapsed().as_secs_f64() * 1000.0;
-            report.longest_batch_ms = report.longest_batch_ms.max(took);
+            sizer.record(took);
             report.batches += 1;
-            remove_files(&settings.blobs_dir, &freed)?;
-            report.blobs_freed += freed.len() as i64;
-            report.bytes_freed += freed.iter().map(|(_, size)| *size).sum::<i64>();
-            report.conversation_entries += entries;
+            remove_files(&settings.blobs_dir, &batch.freed)?;
+            report.blobs_freed += batch.freed.len() as i64;
+            report.bytes_freed += batch.freed.iter().map(|(_, size)| *size).sum::<i64>();
+            report.conversation_entries += batch.entries;
             match t {
                 ResourceType::Conversations => {
-                    report.conversations += rows;
-                    report.attachments += attachments;
+                    report.conversations += batch.rows;
+                    report.attachments += batch.attachments;
                 }
-                ResourceType::Attachments => report.attachments += attachments,
-                ResourceType::Memories => report.memories += rows,
+                ResourceType::Attachments => report.attachments += batch.attachments,
+                ResourceType::Memories => report.memories += batch.rows,
             }
-            let unit = if *t == ResourceType::Attachments {
-                attachments
+            done += if *t == ResourceType::Attachments {
+                batch.attachments
             } else {
-                rows
+                batch.rows
             };
-            done += unit;
             if total > 0 {
                 progress.report(((done.min(total) * 100) / total) as u8);
             }
-            if unit < settings.batch_size {
+            if batch.seen < size {
                 break;
             }
-            tokio::select! {
-                _ = tokio::time::sleep(settings.pause) => {}
-                _ = cancel.cancelled() => {}
-            }
+            cursor = batch.cursor;
+            pause(settings.pause, cancel).await;
         }
     }
     if !report.interrupted {
@@ -338,6 +439,135 @@ pub async fn evict(
         "eviction done"
     );
     Ok(report)
+}
+
+/// SQLSTATE of a statement cancelled by `statement_timeout`.
+const QUERY_CANCELED: &str = "57014";
+
+/// How often a one-row batch may hit the limit in a row before eviction gives up.
+const OVERRUNS_ALLOWED: u32 = 5;
+
+struct Batch {
+    /// Candidates read; fewer than asked means the last due row has been reached.
+    seen: i64,
+    cursor: Option<chrono::DateTime<chrono::Utc>>,
+    rows: i64,
+    entries: i64,
+    attachments: i64,
+    freed: Vec<(String, i64)>,
+}
+
+/// One batch in one transaction, under a `statement_timeout` of `max_transaction`: on timeout
+/// PostgreSQL cancels it and everything in it rolls back.
+async fn run_batch(
+    pool: &PgPool,
+    statements: &Statements,
+    cutoff: chrono::DateTime<chrono::Utc>,
+    size: i64,
+    cursor: Option<chrono::DateTime<chrono::Utc>>,
+    settings: &EvictionSettings,
+) -> Result<Batch, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    // An asynchronous commit releases the batch's locks without waiting for the WAL flush,
+    // which a busy disk can stretch to hundreds of milliseconds. A batch lost in a crash is
+    // harmless: its rows are still due and the next run takes them. A batch that frees blobs
+    // commits synchronously, because its files are removed once it has committed.
+    sqlx::query(
+        "SELECT set_config('statement_timeout', $1, true), \
+                set_config('synchronous_commit', 'off', true)",
+    )
+    .bind(format!("{}ms", settings.max_transaction.as_millis().max(1)))
+    .execute(&mut *tx)
+    .await?;
+    let (seen, cursor, rows, entries, attachments, touched): (
+        i64,
+        Option<chrono::DateTime<chrono::Utc>>,
+        i64,
+        i64,
+        i64,
+        Vec<uuid::Uuid>,
+    ) = sqlx::query_as(statements.batch)
+        .bind(cutoff)
+        .bind(size)
+        .bind(cursor)
+        .fetch_one(&mut *tx)
+        .await?;
+    let freed = if touched.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(FREE_BLOBS)
+            .bind(&touched)
+            .fetch_all(&mut *tx)
+            .await?
+    };
+    if !freed.is_empty() {
+        sqlx::query("SELECT set_config('synchronous_commit', 'on', true)")
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(Batch {
+        seen,
+        cursor,
+        rows,
+        entries,
+        attachments,
+        freed,
+    })
+}
+
+/// Sizes batches to a time budget of a quarter of the transaction limit, so that a batch that
+/// meets a checkpoint or a slow disk still finishes inside the limit. It halves after a batch
+/// over budget, grows by a quarter after one under half of it, and never exceeds the ceiling.
+struct BatchSizer {
+    size: i64,
+    ceiling: i64,
+    budget: Duration,
+    overruns_in_a_row: u32,
+}
+
+impl BatchSizer {
+    fn new(ceiling: i64, limit: Duration) -> Self {
+        let ceiling = ceiling.max(1);
+        BatchSizer {
+            // Starts small and grows, rather than learning the budget from an overrun.
+            size: (ceiling / 8).max(1),
+            ceiling,
+            budget: limit / 4,
+            overruns_in_a_row: 0,
+        }
+    }
+
+    fn size(&self) -> i64 {
+        self.size
+    }
+
+    fn record(&mut self, took: Duration) {
+        self.overruns_in_a_row = 0;
+        if took > self.budget {
+            self.size = (self.size / 2).max(1);
+        } else if took < self.budget / 2 {
+            self.size = (self.size + self.size / 4 + 1).min(self.ceiling);
+        }
+    }
+
+    /// After a batch cancelled at the limit: a quarter of the rows next time. False once a
+    /// one-row batch has overrun `OVERRUNS_ALLOWED` times in a row.
+    fn overran(&mut self) -> bool {
+        if self.size == 1 {
+            self.overruns_in_a_row += 1;
+        }
+        self.size = (self.size / 4).max(1);
+        self.overruns_in_a_row < OVERRUNS_ALLOWED
+    }
+}
+
+/// The pause between batches, cut short by `cancel`.
+async fn pause(length: Duration, cancel: &CancellationToken) {
+    tokio::select! {
+        _ = tokio::time::sleep(length) => {}
+        _ = cancel.cancelled() => {}
+    }
 }
 
 fn remove_files(dir: &Path, freed: &[(String, i64)]) -> Result<(), EvictionError> {
@@ -401,6 +631,31 @@ mod tests {
         );
         let p = RetentionPeriod::parse(Some("P0D")).unwrap();
         assert_eq!(p.cutoff(now).unwrap(), now);
+    }
+
+    #[test]
+    fn batches_shrink_over_budget_grow_under_it_and_give_up_at_one_row() {
+        let mut sizer = BatchSizer::new(800, Duration::from_millis(100));
+        assert_eq!(sizer.size(), 100, "starts at an eighth of the ceiling");
+        sizer.record(Duration::from_millis(30));
+        assert_eq!(sizer.size(), 50, "over the 25 ms budget: halved");
+        sizer.record(Duration::from_millis(20));
+        assert_eq!(sizer.size(), 50, "within the budget: kept");
+        for _ in 0..30 {
+            sizer.record(Duration::from_millis(5));
+        }
+        assert_eq!(sizer.size(), 800, "grows, never past the ceiling");
+        assert!(sizer.overran());
+        assert_eq!(sizer.size(), 200, "an overrun quarters it");
+        while sizer.size() > 1 {
+            assert!(sizer.overran());
+        }
+        for _ in 1..OVERRUNS_ALLOWED {
+            assert!(sizer.overran());
+        }
+        assert!(!sizer.overran(), "one row over the limit, again and again");
+        sizer.record(Duration::from_millis(1));
+        assert!(sizer.overran(), "a batch that fits resets the streak");
     }
 
     #[test]

@@ -466,8 +466,17 @@ async fn bench(cli: &Cli, cmd: &BenchCommand) -> Result<ExitCode> {
             conversations,
             batch_size,
             pause_ms,
+            max_transaction_ms,
             database_url,
-        } => crate::bench::evict(database_url, *conversations, *batch_size, *pause_ms).await?,
+        } => {
+            let settings = memwarden_jobs::eviction::EvictionSettings {
+                batch_size: *batch_size,
+                pause: Duration::from_millis(*pause_ms),
+                max_transaction: Duration::from_millis(*max_transaction_ms),
+                blobs_dir: std::env::temp_dir(),
+            };
+            crate::bench::evict(database_url, *conversations, settings).await?
+        }
         BenchCommand::Reembed {
             memories,
             batch_size,

@@ -64,20 +64,11 @@ async fn run(
     retention: &str,
     types: &[ResourceType],
 ) -> memwarden_jobs::eviction::EvictionReport {
-    let settings = EvictionSettings {
-        batch_size: 2,
-        pause: Duration::from_millis(1),
-        blobs_dir: dir.to_path_buf(),
-    };
-    let retention = RetentionPeriod::parse(Some(retention)).unwrap();
-    evict(
+    evict_with(
         pool,
-        &retention,
+        &settings(dir, 2, Duration::from_secs(5)),
+        retention,
         types,
-        false,
-        &settings,
-        &CancellationToken::new(),
-        &NoProgress,
     )
     .await
     .unwrap()
@@ -117,6 +108,175 @@ async fn retention_boundaries_and_live_rows() {
         count(&pool, "SELECT count(*) FROM conversation_entries").await,
         4,
         "the live conversation's entries stay"
+    );
+
+    // Memories go with their embeddings; a live memory stays.
+    sqlx::query(
+        "INSERT INTO memories (owner_id, content, deleted_at) VALUES \
+         ('owner', 'gone', now() - interval '2 days'), ('owner', 'kept', NULL)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO memory_embeddings (memory_id, model, dims, embedding, content_hash) \
+         SELECT id, 'm', 1, '{1}', content_hash FROM memories",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let report = run(&pool, dir.path(), "P1D", &[ResourceType::Memories]).await;
+    assert_eq!(report.memories, 1);
+    let left: Vec<String> = sqlx::query_scalar("SELECT content FROM memories")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, vec!["kept".to_string()]);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM memory_embeddings").await,
+        1
+    );
+}
+
+fn settings(dir: &Path, batch_size: i64, max_transaction: Duration) -> EvictionSettings {
+    EvictionSettings {
+        batch_size,
+        pause: Duration::from_millis(1),
+        max_transaction,
+        blobs_dir: dir.to_path_buf(),
+    }
+}
+
+async fn evict_with(
+    pool: &PgPool,
+    settings: &EvictionSettings,
+    retention: &str,
+    types: &[ResourceType],
+) -> Result<memwarden_jobs::eviction::EvictionReport, memwarden_jobs::eviction::EvictionError> {
+    evict(
+        pool,
+        &RetentionPeriod::parse(Some(retention)).unwrap(),
+        types,
+        false,
+        settings,
+        &CancellationToken::new(),
+        &NoProgress,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_batch_held_past_its_limit_rolls_back_whole_and_the_run_says_why() {
+    let db = TestDb::migrated();
+    let pool = db.pool().await;
+    let dir = tempfile::tempdir().unwrap();
+    // The oldest is first in every batch, so every batch meets the lock.
+    let locked = conversation(&pool, Some("3 days"), 2).await;
+    for _ in 0..4 {
+        conversation(&pool, Some("2 days"), 2).await;
+    }
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE")
+        .bind(locked)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+
+    let err = evict_with(
+        &pool,
+        &settings(dir.path(), 4, Duration::from_millis(50)),
+        "P1D",
+        &[ResourceType::Conversations],
+    )
+    .await
+    .expect_err("every batch waits on the lock past the limit");
+    let message = err.to_string();
+    assert!(
+        message.contains("50 ms") && message.contains("locks"),
+        "{message}"
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM conversations").await,
+        5,
+        "nothing of a cancelled batch is deleted"
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM conversation_entries").await,
+        10
+    );
+
+    holder.rollback().await.unwrap();
+    let report = evict_with(
+        &pool,
+        &settings(dir.path(), 4, Duration::from_millis(500)),
+        "P1D",
+        &[ResourceType::Conversations],
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.conversations, report.conversation_entries), (5, 10));
+    assert_eq!(report.batches_over_limit, 0);
+}
+
+#[tokio::test]
+async fn a_conversation_restored_while_a_batch_waits_keeps_its_entries() {
+    let db = TestDb::migrated();
+    let pool = db.pool().await;
+    let dir = tempfile::tempdir().unwrap();
+    let restored = conversation(&pool, Some("3 days"), 3).await;
+    let gone = conversation(&pool, Some("2 days"), 3).await;
+    let mut restore = pool.begin().await.unwrap();
+    sqlx::query("UPDATE conversations SET deleted_at = NULL WHERE id = $1")
+        .bind(restored)
+        .execute(&mut *restore)
+        .await
+        .unwrap();
+
+    // The batch read both as due; its delete waits on the restore's row lock.
+    let eviction = {
+        let pool = pool.clone();
+        let settings = settings(dir.path(), 10, Duration::from_secs(10));
+        tokio::spawn(async move {
+            evict_with(&pool, &settings, "P1D", &[ResourceType::Conversations]).await
+        })
+    };
+    crate::harness::eventually(
+        Duration::from_secs(10),
+        "the batch waits on the restore",
+        || {
+            let pool = pool.clone();
+            async move {
+                count(
+                    &pool,
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event_type = 'Lock' AND query LIKE 'WITH c AS%'",
+                )
+                .await
+                    == 1
+            }
+        },
+    )
+    .await;
+    restore.commit().await.unwrap();
+
+    let report = eviction.await.unwrap().unwrap();
+    assert_eq!((report.conversations, report.conversation_entries), (1, 3));
+    let left: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM conversations")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, vec![restored]);
+    assert!(!left.contains(&gone));
+    assert_eq!(
+        count(
+            &pool,
+            &format!(
+                "SELECT count(*) FROM conversation_entries WHERE conversation_id = '{restored}'"
+            )
+        )
+        .await,
+        3,
+        "a restored conversation keeps its entries"
     );
 }
 
