@@ -68,6 +68,7 @@ pub async fn run(app: App, listener: TcpListener, registry: Registry) -> anyhow:
     let connect = {
         let settings = settings.clone();
         let starting = starting.clone();
+        let url = url.clone();
         async move { crate::db::connect_with_retry(&settings, &url, &starting).await }
     };
     tokio::pin!(connect);
@@ -102,10 +103,11 @@ pub async fn run(app: App, listener: TcpListener, registry: Registry) -> anyhow:
             .context("creating the probe effects table")?;
     }
     app.set_pool(pool.clone());
+    let work_pool = crate::db::work_pool(&settings, &url).context("the handlers' pool")?;
 
     let mut supervisor = Supervisor::new();
     supervisor.start(Arc::new(DatabaseProbe { app: app.clone() }));
-    let queue = Queue::new(app.clone(), pool.clone(), registry);
+    let queue = Queue::new(app.clone(), pool.clone(), work_pool, registry);
     app.set_queue(queue.clone());
     for service in queue.services().await.context("starting the queue")? {
         supervisor.start(service);

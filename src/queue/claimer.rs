@@ -283,7 +283,7 @@ async fn run_handler(q: &Queue, job: &Claimed, cancel: CancellationToken) -> Fin
         args: job.args.clone(),
         attempt: job.attempt,
         max_attempts: job.max_attempts,
-        pool: q.pool().clone(),
+        pool: q.work_pool().clone(),
         cancel: cancel.clone(),
         progress: q.progress_sink(job.id),
         checkpoint: JobCheckpoint {

@@ -68,6 +68,8 @@ pub struct Queue {
 struct Inner {
     app: App,
     pool: PgPool,
+    /// Where handlers run: see `db::work_session_options`.
+    work_pool: PgPool,
     registry: Registry,
     worker_id: String,
     held: Mutex<HashMap<Uuid, Held>>,
@@ -83,7 +85,7 @@ struct Inner {
 }
 
 impl Queue {
-    pub fn new(app: App, pool: PgPool, registry: Registry) -> Self {
+    pub fn new(app: App, pool: PgPool, work_pool: PgPool, registry: Registry) -> Self {
         let (completions, completions_rx) = mpsc::unbounded_channel();
         let (progress, progress_rx) = mpsc::unbounded_channel();
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -98,6 +100,7 @@ impl Queue {
             inner: Arc::new(Inner {
                 app,
                 pool,
+                work_pool,
                 registry,
                 worker_id,
                 held: Mutex::new(HashMap::new()),
@@ -116,6 +119,10 @@ impl Queue {
 
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
+    }
+
+    pub fn work_pool(&self) -> &PgPool {
+        &self.inner.work_pool
     }
 
     pub fn app(&self) -> &App {

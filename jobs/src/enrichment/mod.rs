@@ -38,7 +38,7 @@ use crate::vector::{
     EmbeddingRecord, IndexError, NeighbourQuery, PgVectorIndex, VectorIndex, DEFAULT_CACHE_BYTES,
 };
 use crate::JobArgs;
-use store::{Derived, Edge};
+use store::{Derived, Edge, PatternLink};
 
 /// The pipeline version written to `enrichment_version`. Raise it when the pipeline changes
 /// what it derives, and the catch-up schedule re-enriches every older memory.
@@ -422,14 +422,6 @@ async fn enrich_once(
             });
         }
     }
-    if let Some((id, _)) = &pattern {
-        edges.push(Edge {
-            src: memory_id,
-            dst: *id,
-            kind: EXEMPLIFIES,
-            weight: 1.0,
-        });
-    }
 
     // 2–6 in one statement.
     let written = store::write(
@@ -441,14 +433,27 @@ async fn enrich_once(
             entities: &entities,
             edges: &edges,
             replace_similar: replaced,
-            pattern: pattern
-                .as_ref()
-                .map(|(id, terms)| (*id, memory.memory_type.as_str(), terms.as_slice())),
         },
     )
     .await?;
     if !written {
         return Ok(None);
+    }
+    if let Some((pattern_id, terms)) = &pattern {
+        let linked = store::link_pattern(
+            pool,
+            &PatternLink {
+                memory_id,
+                content_hash: &memory.content_hash,
+                pattern_id: *pattern_id,
+                memory_type: &memory.memory_type,
+                terms,
+            },
+        )
+        .await?;
+        if !linked {
+            return Ok(None);
+        }
     }
     Ok(Some(EnrichmentReport {
         memory_id,

@@ -1,5 +1,5 @@
-//! The enrichment's two statements against the memory store: one read of everything the
-//! pipeline needs about a memory, and one write of everything it derived.
+//! The enrichment's statements against the memory store: one read of everything the pipeline
+//! needs about a memory, one write of everything it derived, and the link to its pattern.
 //!
 //! The write is a single statement (data-modifying CTEs), so it is atomic without an explicit
 //! transaction and costs one round trip. It is gated on the content hash the pipeline read:
@@ -81,8 +81,16 @@ pub(super) struct Derived<'a> {
     pub edges: &'a [Edge],
     /// Whether the memory's SIMILAR_TO edges of its previous content must go.
     pub replace_similar: bool,
-    /// The pattern to link to: its id, memory type and terms.
-    pub pattern: Option<(Uuid, &'a str, &'a [String])>,
+}
+
+/// The pattern a memory exemplifies.
+pub(super) struct PatternLink<'a> {
+    pub memory_id: Uuid,
+    /// The content hash the pipeline worked from: the gate.
+    pub content_hash: &'a str,
+    pub pattern_id: Uuid,
+    pub memory_type: &'a str,
+    pub terms: &'a [String],
 }
 
 /// Writes the derived rows; `false` when the memory changed or went away since it was read.
@@ -93,10 +101,7 @@ pub(super) struct Derived<'a> {
 ///   `enrichment_version`, and `enriched_at` (kept when it is already current);
 /// - entities: rows no longer found are deleted, the others upserted;
 /// - edges: inserted in key order, so concurrent enrichments of neighbours lock them in the
-///   same order and do not deadlock; a changed weight is updated;
-/// - the pattern: created with one observation, or given one more observation (and
-///   confidence, and fresh terms) only when this memory's EXEMPLIFIES edge is new, so
-///   re-enriching a memory never counts it twice.
+///   same order and do not deadlock; a changed weight is updated.
 pub(super) async fn write(pool: &PgPool, d: &Derived<'_>) -> Result<bool, EnrichError> {
     let tags: Vec<String> = d.entities.iter().map(Entity::tag).collect();
     let categories: Vec<&str> = d.entities.iter().map(|e| e.category.as_str()).collect();
@@ -106,10 +111,6 @@ pub(super) async fn write(pool: &PgPool, d: &Derived<'_>) -> Result<bool, Enrich
     let dsts: Vec<Uuid> = d.edges.iter().map(|e| e.dst).collect();
     let kinds: Vec<&str> = d.edges.iter().map(|e| e.kind).collect();
     let weights: Vec<f32> = d.edges.iter().map(|e| e.weight).collect();
-    let (pattern_id, pattern_type, pattern_terms) = match d.pattern {
-        Some((id, memory_type, terms)) => (Some(id), Some(memory_type), terms.to_vec()),
-        None => (None, None, Vec::new()),
-    };
     sqlx::query_scalar(
         "WITH m AS ( \
              UPDATE memories SET \
@@ -140,16 +141,7 @@ pub(super) async fn write(pool: &PgPool, d: &Derived<'_>) -> Result<bool, Enrich
              ORDER BY n.s, n.d, n.k \
              ON CONFLICT (src_id, dst_id, kind) DO UPDATE SET weight = EXCLUDED.weight \
                WHERE memory_edges.weight IS DISTINCT FROM EXCLUDED.weight \
-             RETURNING kind, xmax = 0 AS inserted), \
-         pattern AS ( \
-             INSERT INTO patterns AS p (id, memory_type, terms, confidence, observations) \
-             SELECT $13, $14, $15::text[], 0.35, 1 FROM m WHERE $13::uuid IS NOT NULL \
-             ON CONFLICT (memory_type) DO UPDATE SET \
-                 observations = p.observations + 1, \
-                 confidence = least(0.95, 0.35 + 0.05 * p.observations), \
-                 terms = EXCLUDED.terms \
-               WHERE EXISTS (SELECT 1 FROM edges WHERE kind = 'EXEMPLIFIES' AND inserted) \
-             RETURNING id) \
+             RETURNING 1) \
          SELECT EXISTS (SELECT 1 FROM m)",
     )
     .bind(d.memory_id)
@@ -164,10 +156,46 @@ pub(super) async fn write(pool: &PgPool, d: &Derived<'_>) -> Result<bool, Enrich
     .bind(&kinds)
     .bind(&weights)
     .bind(d.replace_similar)
-    .bind(pattern_id)
-    .bind(pattern_type)
-    .bind(&pattern_terms)
     .fetch_one(pool)
     .await
     .map_err(EnrichError::db("writing the enrichment"))
+}
+
+/// Links the memory to its type's pattern; `false` when the memory changed or went away.
+///
+/// A statement of its own, after [`write`]: every enrichment of a type touches the type's one
+/// pattern row, and inside the larger write that row stayed locked for the whole write and its
+/// commit, which made enrichments of a type run one at a time. Here it is locked only for this
+/// short statement. The edge and the observation it counts are still written together: the
+/// pattern gains an observation (and confidence, and fresh terms) only when the memory's
+/// EXEMPLIFIES edge is new, so re-enriching a memory never counts it twice.
+pub(super) async fn link_pattern(pool: &PgPool, l: &PatternLink<'_>) -> Result<bool, EnrichError> {
+    sqlx::query_scalar(
+        "WITH m AS ( \
+             SELECT id FROM memories WHERE id = $1 AND content_hash = $2 AND deleted_at IS NULL), \
+         edge AS ( \
+             INSERT INTO memory_edges (src_id, dst_id, kind, weight) \
+             SELECT m.id, $3, $6, 1.0 FROM m \
+             ON CONFLICT (src_id, dst_id, kind) DO NOTHING \
+             RETURNING 1), \
+         pattern AS ( \
+             INSERT INTO patterns AS p (id, memory_type, terms, confidence, observations) \
+             SELECT $3, $4, $5::text[], 0.35, 1 FROM m \
+             ON CONFLICT (memory_type) DO UPDATE SET \
+                 observations = p.observations + 1, \
+                 confidence = least(0.95, 0.35 + 0.05 * p.observations), \
+                 terms = EXCLUDED.terms \
+               WHERE EXISTS (SELECT 1 FROM edge) \
+             RETURNING id) \
+         SELECT EXISTS (SELECT 1 FROM m)",
+    )
+    .bind(l.memory_id)
+    .bind(l.content_hash)
+    .bind(l.pattern_id)
+    .bind(l.memory_type)
+    .bind(l.terms)
+    .bind(super::EXEMPLIFIES)
+    .fetch_one(pool)
+    .await
+    .map_err(EnrichError::db("linking the pattern"))
 }
