@@ -3,7 +3,6 @@
 //! (copied from a migrated template), and the real daemon binary on a free port.
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -17,16 +16,11 @@ pub const ADMIN: &str = "test-admin-token";
 #[path = "../common/pg.rs"]
 mod pg;
 pub use pg::TestDb;
+#[path = "../common/checks.rs"]
+mod checks;
 #[path = "../common/schedules.rs"]
 mod schedules;
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use checks::{count, eventually, free_port};
 
 /// A running `memwarden run` process.
 pub struct Daemon {
@@ -280,22 +274,6 @@ pub fn admin_client() -> reqwest::Client {
         .unwrap()
 }
 
-/// Waits until `check` is true, polling; panics with `what` after `limit`.
-pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out after {limit:?} waiting for: {what}");
-}
-
 /// A Python virtualenv with the GoodMem SDK, made once under target/ and reused.
 pub fn goodmem_python() -> PathBuf {
     static PY: OnceLock<PathBuf> = OnceLock::new();
@@ -338,10 +316,6 @@ pub fn run_goodmem(script: &str, env: &[(&str, &str)]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-pub async fn count(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
 }
 
 pub async fn job_status(pool: &PgPool, id: &str) -> String {

@@ -7,7 +7,6 @@
 //! feed jobs, kill daemons and poll the database from one task.
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -26,6 +25,8 @@ pub const LEASE_S: f64 = 2.0;
 
 pub const REAPER_S: f64 = 0.5;
 
+#[path = "../common/checks.rs"]
+mod checks;
 #[path = "../common/pg.rs"]
 mod pg;
 /// Every daemon of the suite runs with the default schedules switched off, so that only the
@@ -33,6 +34,7 @@ mod pg;
 /// 20,001.
 #[path = "../common/schedules.rs"]
 mod schedules;
+pub use checks::{count, eventually, free_port};
 pub use pg::{migrate_at, pool_of, sql_at, TestDb};
 use schedules::NO_DEFAULT_SCHEDULES as NO_CRON;
 
@@ -67,14 +69,6 @@ impl Drop for PrivateCluster {
     fn drop(&mut self) {
         self.pg.stop();
     }
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn hostname() -> String {
@@ -334,26 +328,6 @@ pub fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Waits until `check` is true, polling; panics with `what` after `limit`.
-pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out after {limit:?} waiting for: {what}");
-}
-
-pub async fn count(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
-}
-
 /// Enqueues `n` probe jobs with these args in one statement (the SQL enqueue function).
 pub async fn enqueue(pool: &PgPool, n: i64, args: &serde_json::Value) {
     sqlx::query("SELECT memwarden.enqueue('probe', $1::jsonb) FROM generate_series(1, $2)")
@@ -405,6 +379,15 @@ const PROBE_ATTEMPTS: &str =
     "memwarden.job_attempts a JOIN memwarden.jobs j ON j.id = a.job_id AND j.kind = 'probe'";
 
 impl Ledger {
+    /// The report's "duplicates" cell: effects no attempt explains, and the re-runs that the
+    /// lost and failed attempts do explain.
+    pub fn duplicates(&self) -> String {
+        format!(
+            "{} (+{} re-runs after {} lost / {} failed attempts)",
+            self.unexplained, self.extra_executions, self.lost_attempts, self.failed_attempts
+        )
+    }
+
     pub async fn read(pool: &PgPool) -> Ledger {
         let c = |sql: String| async move { count(pool, &sql).await };
         let per_job_beyond = |outcomes: &str| {

@@ -154,13 +154,7 @@ async fn postgres_restart_mid_run() {
         faults: format!("{outages} × {} s outage", OUTAGE.as_secs()),
         jobs: total.to_string(),
         lost: ledger.jobs - ledger.succeeded,
-        duplicates: format!(
-            "{} (+{} re-runs after {} lost / {} failed attempts)",
-            ledger.unexplained,
-            ledger.extra_executions,
-            ledger.lost_attempts,
-            ledger.failed_attempts
-        ),
+        duplicates: ledger.duplicates(),
         worst_recovery: format!(
             "{} to ready, {} to progress (503 within {})",
             secs(worst_ready_again.as_secs_f64()),

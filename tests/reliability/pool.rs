@@ -164,13 +164,7 @@ async fn pool_exhaustion_and_slow_queries() {
         ),
         jobs: target.to_string(),
         lost: ledger.jobs - ledger.succeeded,
-        duplicates: format!(
-            "{} (+{} re-runs after {} lost / {} failed attempts)",
-            ledger.unexplained,
-            ledger.extra_executions,
-            ledger.lost_attempts,
-            ledger.failed_attempts
-        ),
+        duplicates: ledger.duplicates(),
         worst_recovery: format!(
             "{} to progress after a lock",
             secs(worst_recovery.as_secs_f64())
