@@ -357,9 +357,15 @@ async fn run_evict_bench(
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let w = tokio::spawn(writer_p99(pool.clone(), stop.clone()));
+    // Eviction runs as the daemon's handlers do, in a `memwarden-work` session; the writer
+    // stands for the application and commits synchronously.
+    let work = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(crate::db::work_session_options(url.parse()?))
+        .await?;
     let t0 = Instant::now();
     let report = evict(
-        &pool,
+        &work,
         &RetentionPeriod::parse(Some("P30D"))?,
         &[ResourceType::Conversations],
         false,
@@ -393,6 +399,7 @@ async fn run_evict_bench(
         "live conversations kept: {live_after} of 1000 (live before: {live_before}); rss_mb={:.1}",
         rss_mb()
     );
+    work.close().await;
     pool.close().await;
     Ok(())
 }

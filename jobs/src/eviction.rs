@@ -368,12 +368,15 @@ pub async fn evict(
             // The batch's rows are read once before its transaction, so that the transaction
             // finds their pages in shared buffers instead of waiting on the disk while it
             // holds locks.
+            let mut warm = pool.begin().await?;
+            reuse_plans(&mut warm).await?;
             sqlx::query(statements.warm)
                 .bind(cutoff)
                 .bind(size)
                 .bind(cursor)
-                .execute(pool)
+                .execute(&mut *warm)
                 .await?;
+            warm.commit().await?;
             let started = Instant::now();
             let outcome = run_batch(pool, &statements, cutoff, size, cursor, settings).await;
             let took = started.elapsed();
@@ -468,17 +471,11 @@ async fn run_batch(
     settings: &EvictionSettings,
 ) -> Result<Batch, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    // An asynchronous commit releases the batch's locks without waiting for the WAL flush,
-    // which a busy disk can stretch to hundreds of milliseconds. A batch lost in a crash is
-    // harmless: its rows are still due and the next run takes them. A batch that frees blobs
-    // commits synchronously, because its files are removed once it has committed.
-    sqlx::query(
-        "SELECT set_config('statement_timeout', $1, true), \
-                set_config('synchronous_commit', 'off', true)",
-    )
-    .bind(format!("{}ms", settings.max_transaction.as_millis().max(1)))
-    .execute(&mut *tx)
-    .await?;
+    reuse_plans(&mut tx).await?;
+    sqlx::query("SELECT set_config('statement_timeout', $1, true)")
+        .bind(format!("{}ms", settings.max_transaction.as_millis().max(1)))
+        .execute(&mut *tx)
+        .await?;
     let (seen, cursor, rows, entries, attachments, touched): (
         i64,
         Option<chrono::DateTime<chrono::Utc>>,
@@ -500,6 +497,10 @@ async fn run_batch(
             .fetch_all(&mut *tx)
             .await?
     };
+    // The runtime runs handlers with asynchronous commit, which releases a batch's locks
+    // without waiting for the WAL flush (a busy disk can stretch that to hundreds of
+    // milliseconds); a batch lost in a crash is harmless, its rows are still due. A batch
+    // that frees blobs commits synchronously, because its files are removed once it has.
     if !freed.is_empty() {
         sqlx::query("SELECT set_config('synchronous_commit', 'on', true)")
             .execute(&mut *tx)
@@ -514,6 +515,18 @@ async fn run_batch(
         attachments,
         freed,
     })
+}
+
+/// Lets this transaction's statements use PostgreSQL's cached plans. The runtime's sessions
+/// plan every statement anew (`force_custom_plan`), and planning these statements on every
+/// batch halved eviction's rate (33–37k against 65k rows/s in `memwarden bench evict`). A
+/// cached plan here is made once the tables are at their largest, at the start of a run, and
+/// stays right as they shrink.
+async fn reuse_plans(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT set_config('plan_cache_mode', 'auto', true)")
+        .execute(tx)
+        .await
+        .map(|_| ())
 }
 
 /// Sizes batches to a time budget of a quarter of the transaction limit, so that a batch that
