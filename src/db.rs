@@ -29,19 +29,22 @@ pub fn session_options(options: PgConnectOptions) -> PgConnectOptions {
         .options([("plan_cache_mode", "force_custom_plan")])
 }
 
-/// The sessions job handlers run in: like the queue's, but with asynchronous commit. A
-/// handler's writes commit without waiting for the WAL flush. The job's completion is written
-/// afterwards by the queue, synchronously, and the WAL is sequential, so the flush that makes
-/// the completion durable makes every earlier write of the handler durable too. A database
-/// crash before that flush loses both the writes and the completion, and the job runs again.
-/// A handler that acts outside the database on the strength of a commit (eviction removing
-/// blob files) commits that transaction synchronously itself.
+/// The sessions job handlers run in: asynchronous commit, and PostgreSQL's default plan cache.
 ///
-/// Plans stay custom here too: with PostgreSQL's default plan cache, enrichment ran at up to
-/// 650 memories/s, but in about one run in four a session froze a generic plan for the owner's
-/// embeddings made while that table was nearly empty, and the run fell to 160/s.
+/// A handler's writes commit without waiting for the WAL flush. The job's completion is
+/// written afterwards by the queue, synchronously, and the WAL is sequential, so the flush
+/// that makes the completion durable makes every earlier write of the handler durable too. A
+/// database crash before that flush loses both the writes and the completion, and the job runs
+/// again. A handler that acts outside the database on the strength of a commit (eviction
+/// removing blob files) commits that transaction synchronously itself.
+///
+/// Handlers repeat a few fixed-shape statements thousands of times, and planning them anew
+/// each time was a third of the database's time in enrichment and half of eviction's rate, so
+/// they keep cached plans. The exceptions are chosen per statement in the jobs crate: a
+/// statement whose best plan depends on a table that grows under a run, or on how selective
+/// its parameters are, is sent unnamed (`persistent(false)`) and planned for each call.
 pub fn work_session_options(options: PgConnectOptions) -> PgConnectOptions {
-    session_options(options)
+    options
         .application_name("memwarden-work")
         .options([("synchronous_commit", "off")])
 }

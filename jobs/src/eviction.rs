@@ -368,15 +368,12 @@ pub async fn evict(
             // The batch's rows are read once before its transaction, so that the transaction
             // finds their pages in shared buffers instead of waiting on the disk while it
             // holds locks.
-            let mut warm = pool.begin().await?;
-            reuse_plans(&mut warm).await?;
             sqlx::query(statements.warm)
                 .bind(cutoff)
                 .bind(size)
                 .bind(cursor)
-                .execute(&mut *warm)
+                .execute(pool)
                 .await?;
-            warm.commit().await?;
             let started = Instant::now();
             let outcome = run_batch(pool, &statements, cutoff, size, cursor, settings).await;
             let took = started.elapsed();
@@ -470,8 +467,10 @@ async fn run_batch(
     cursor: Option<chrono::DateTime<chrono::Utc>>,
     settings: &EvictionSettings,
 ) -> Result<Batch, sqlx::Error> {
+    // The batch statements keep the session's cached plans: planned anew on every batch they
+    // halved the rate. A plan made at the start of a run, when the tables are at their
+    // largest, stays right as they shrink.
     let mut tx = pool.begin().await?;
-    reuse_plans(&mut tx).await?;
     sqlx::query("SELECT set_config('statement_timeout', $1, true)")
         .bind(format!("{}ms", settings.max_transaction.as_millis().max(1)))
         .execute(&mut *tx)
@@ -515,18 +514,6 @@ async fn run_batch(
         attachments,
         freed,
     })
-}
-
-/// Lets this transaction's statements use PostgreSQL's cached plans. The runtime's sessions
-/// plan every statement anew (`force_custom_plan`), and planning these statements on every
-/// batch halved eviction's rate (33–37k against 65k rows/s in `memwarden bench evict`). A
-/// cached plan here is made once the tables are at their largest, at the start of a run, and
-/// stays right as they shrink.
-async fn reuse_plans(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT set_config('plan_cache_mode', 'auto', true)")
-        .execute(tx)
-        .await
-        .map(|_| ())
 }
 
 /// Sizes batches to a time budget of a quarter of the transaction limit, so that a batch that

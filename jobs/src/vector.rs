@@ -154,6 +154,11 @@ impl PgVectorIndex {
     }
 
     /// The owner's candidate vectors, read in full (no cache).
+    ///
+    /// Planned for each call (an unnamed statement): `memory_embeddings` grows from nothing as
+    /// a store is enriched, and a plan cached while it was nearly empty scans the whole table
+    /// once it is not. That happened in 2 of 9 runs of `memwarden bench enrich` with cached
+    /// plans, and each such run fell from about 600 to 160 memories/s.
     async fn owner_vectors(
         &self,
         q: &NeighbourQuery<'_>,
@@ -168,6 +173,7 @@ impl PgVectorIndex {
         .bind(q.exclude)
         .bind(q.model)
         .bind(q.vector.len() as i32)
+        .persistent(false)
         .fetch_all(&self.pool)
         .await
         .map_err(db("reading the owner's embeddings"))?;
@@ -189,6 +195,8 @@ impl PgVectorIndex {
         .bind(q.exclude)
         .bind(q.model)
         .bind(q.vector.len() as i32)
+        // Planned for each call, as in `owner_vectors`.
+        .persistent(false)
         .fetch_all(&self.pool)
         .await
         .map_err(db("listing the owner's embeddings"))?;

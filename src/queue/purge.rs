@@ -146,6 +146,10 @@ SELECT (SELECT count(*) FROM victims), \
   (SELECT count(*) FROM memwarden.job_references WHERE job_id IN (SELECT id FROM victims))";
 
 /// Runs a purge. Each batch is its own transaction, so millions of rows never hold one lock.
+///
+/// Its statements are planned for each call (unnamed): how many rows the cutoff and statuses
+/// select decides the plan, and the hourly job runs them in handlers' sessions, which
+/// otherwise keep cached plans (see `db::work_session_options`).
 pub async fn purge(
     pool: &PgPool,
     req: &PurgeRequest,
@@ -162,6 +166,7 @@ pub async fn purge(
             .bind(&statuses)
             .bind(req.cutoff.at())
             .bind(cap)
+            .persistent(false)
             .fetch_one(pool)
             .await?;
         return Ok(PurgeReport {
@@ -182,6 +187,7 @@ pub async fn purge(
             .bind(&statuses)
             .bind(req.cutoff.at())
             .bind(room.min(batch_size))
+            .persistent(false)
             .fetch_one(pool)
             .await?;
         report.jobs_purged += jobs;

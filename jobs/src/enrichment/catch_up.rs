@@ -23,6 +23,8 @@ pub async fn memories_needing_enrichment(
     )
     .bind(version)
     .bind(limit.max(0))
+    // Planned for each call: how many memories need it swings from none to all of them.
+    .persistent(false)
     .fetch_all(pool)
     .await
 }
