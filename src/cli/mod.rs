@@ -294,8 +294,9 @@ pub enum BenchCommand {
         batch_size: i64,
         #[arg(long, default_value_t = 20)]
         pause_ms: u64,
-        /// The transaction limit that batches are sized to stay inside.
-        #[arg(long, default_value_t = 100)]
+        /// The transaction limit that batches are sized to stay inside (at least 10, as in
+        /// `eviction.max_transaction_ms`).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..))]
         max_transaction_ms: u64,
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,

@@ -36,6 +36,10 @@ fn config_check_names_the_bad_key_and_exits_non_zero() {
             "schedules[0].cron",
         ),
         ("[database]\nurl = \"mysql://nope\"\n", "database.url"),
+        (
+            "[eviction]\nmax_transaction_ms = 5\n",
+            "eviction.max_transaction_ms",
+        ),
         ("[control\n", "not valid TOML"),
     ] {
         let out = memwarden(&["config", "check"], config);
@@ -43,6 +47,24 @@ fn config_check_names_the_bad_key_and_exits_non_zero() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(key), "`{config}` -> {err}");
     }
+}
+
+#[test]
+fn bench_evict_refuses_a_transaction_limit_under_the_config_minimum() {
+    let out = memwarden(
+        &[
+            "bench",
+            "evict",
+            "--max-transaction-ms",
+            "5",
+            "--database-url",
+            "postgres://127.0.0.1:1/none",
+        ],
+        "",
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--max-transaction-ms"), "{err}");
 }
 
 #[test]
