@@ -130,7 +130,12 @@ async fn run_queue_bench(url: &str, n: usize, concurrency: u32, samples: usize) 
     );
     settings.schedules.clear();
 
-    let pool = PgPool::connect(url).await?;
+    // The enqueuing client, configured like the peers' (node-postgres): no liveness round trip
+    // of its own before each statement, so the latency is enqueue plus pickup, as theirs is.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .test_before_acquire(false)
+        .connect(url)
+        .await?;
     crate::db::migrate(&pool).await?;
     let jobs: Vec<NewJob> = (0..n)
         .map(|i| NewJob {

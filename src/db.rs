@@ -11,10 +11,33 @@ use crate::config::{mask_url_password, Settings};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// A pooled connection used this recently is handed out without a liveness check.
+///
+/// sqlx checks every connection it hands out with a round trip of its own by default (and
+/// another when it takes one back, which cannot be turned off). Handlers and the queue acquire
+/// a connection per statement, so under load the first check was a third of the round trips
+/// and of the server's wake-ups: enrichment ran about 6 % faster without it (median of 10
+/// alternated runs, 519 against 488 memories/s). A connection
+/// idle for longer is still checked, so one that died while the daemon was quiet (a database
+/// restart, `idle_session_timeout`, a dropped TCP session) is replaced rather than failing a
+/// statement. One that dies within this window fails the statement it is given, as it would
+/// have if it had died mid-statement: the queue retries its own statements, and a handler's
+/// job is retried.
+const RECENTLY_USED: Duration = Duration::from_secs(1);
+
 pub fn pool_options(settings: &Settings) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(settings.database.max_connections)
         .min_connections(1)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= RECENTLY_USED {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .acquire_timeout(Duration::from_secs(
             settings.database.acquire_timeout.max(1),
         ))
