@@ -130,6 +130,22 @@ pub struct PgVectorIndex {
 /// The default vector cache: 32 MiB, about 21,000 vectors of 384 dimensions.
 pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
 
+/// The owner's live memories other than `$2`, each with its embedding for model `$3` and size
+/// `$4` (as `e`): the tail of the statements that list SIMILAR_TO candidates.
+///
+/// Sent unnamed, so it is planned for each call: `memory_embeddings` grows from nothing as a
+/// store is enriched, and a plan cached while it was nearly empty scans the whole table on
+/// every call once it is not. As a plain join, 2 of 9 runs of `memwarden bench enrich` with
+/// cached plans fell from about 600 to 160 memories/s that way. The embedding is looked up in
+/// a subquery the planner cannot flatten (`OFFSET 0`), which leaves one join order to
+/// consider: that made planning a third cheaper than the plain join's (0.17 against 0.26 ms
+/// a call). A cached plan of this form is not safe either: planned while the table was
+/// analyzed empty, it scans it once per memory of the owner.
+const OWNER_EMBEDDINGS: &str = "FROM memories m \
+     CROSS JOIN LATERAL (SELECT e.embedding, e.embedded_at FROM memory_embeddings e \
+                         WHERE e.memory_id = m.id AND e.model = $3 AND e.dims = $4 OFFSET 0) e \
+     WHERE m.owner_id = $1 AND m.deleted_at IS NULL AND m.id IS DISTINCT FROM $2";
+
 impl PgVectorIndex {
     /// An index that reads every searched vector from the database.
     pub fn new(pool: PgPool) -> Self {
@@ -153,30 +169,36 @@ impl PgVectorIndex {
             .map(|c| c.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// `m.id` and `column` of every candidate of the query (see [`OWNER_EMBEDDINGS`]).
+    async fn owner_rows<T>(
+        &self,
+        q: &NeighbourQuery<'_>,
+        column: &str,
+        what: &'static str,
+    ) -> Result<Vec<T>, IndexError>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    {
+        let sql = format!("SELECT m.id, {column} {OWNER_EMBEDDINGS}");
+        sqlx::query_as(&sql)
+            .bind(q.owner_id)
+            .bind(q.exclude)
+            .bind(q.model)
+            .bind(q.vector.len() as i32)
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db(what))
+    }
+
     /// The owner's candidate vectors, read in full (no cache).
-    ///
-    /// Planned for each call (an unnamed statement): `memory_embeddings` grows from nothing as
-    /// a store is enriched, and a plan cached while it was nearly empty scans the whole table
-    /// once it is not. That happened in 2 of 9 runs of `memwarden bench enrich` with cached
-    /// plans, and each such run fell from about 600 to 160 memories/s.
     async fn owner_vectors(
         &self,
         q: &NeighbourQuery<'_>,
     ) -> Result<Vec<(Uuid, Arc<[f32]>)>, IndexError> {
-        let rows: Vec<(Uuid, Vec<f32>)> = sqlx::query_as(
-            "SELECT e.memory_id, e.embedding FROM memories m \
-             JOIN memory_embeddings e ON e.memory_id = m.id \
-             WHERE m.owner_id = $1 AND m.deleted_at IS NULL AND m.id IS DISTINCT FROM $2 \
-               AND e.model = $3 AND e.dims = $4",
-        )
-        .bind(q.owner_id)
-        .bind(q.exclude)
-        .bind(q.model)
-        .bind(q.vector.len() as i32)
-        .persistent(false)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("reading the owner's embeddings"))?;
+        let rows: Vec<(Uuid, Vec<f32>)> = self
+            .owner_rows(q, "e.embedding", "reading the owner's embeddings")
+            .await?;
         Ok(rows.into_iter().map(|(id, v)| (id, v.into())).collect())
     }
 
@@ -185,21 +207,9 @@ impl PgVectorIndex {
         &self,
         q: &NeighbourQuery<'_>,
     ) -> Result<Vec<(Uuid, Arc<[f32]>)>, IndexError> {
-        let listed: Vec<(Uuid, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT e.memory_id, e.embedded_at FROM memories m \
-             JOIN memory_embeddings e ON e.memory_id = m.id \
-             WHERE m.owner_id = $1 AND m.deleted_at IS NULL AND m.id IS DISTINCT FROM $2 \
-               AND e.model = $3 AND e.dims = $4",
-        )
-        .bind(q.owner_id)
-        .bind(q.exclude)
-        .bind(q.model)
-        .bind(q.vector.len() as i32)
-        // Planned for each call, as in `owner_vectors`.
-        .persistent(false)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("listing the owner's embeddings"))?;
+        let listed: Vec<(Uuid, DateTime<Utc>)> = self
+            .owner_rows(q, "e.embedded_at", "listing the owner's embeddings")
+            .await?;
         let mut found = Vec::with_capacity(listed.len());
         let mut missing = Vec::new();
         {

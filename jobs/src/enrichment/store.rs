@@ -40,23 +40,27 @@ pub(super) async fn load(
     // "Earlier" is (created_at, id) order, so memories inserted in one statement (same
     // created_at) still get a stable order; the window is relative to the memory's own
     // creation, so re-enriching later gives the same edges.
-    sqlx::query_as::<_, MemoryContext>(
+    //
+    // The two limits are written into the statement, not bound: PostgreSQL prices a generic
+    // plan's `LIMIT $n` as a tenth of the rows, so with bound limits it judged the generic plan
+    // dearer than a custom one and planned this statement again on every call. They come from
+    // settings (integers), so there is one statement text per configuration.
+    let sql = format!(
         "SELECT m.owner_id, m.memory_type, m.content, m.content_hash, \
                 m.deleted_at IS NOT NULL AS deleted, \
                 ARRAY(SELECT p.id FROM memories p \
                       WHERE p.owner_id = m.owner_id AND p.deleted_at IS NULL \
                         AND (p.created_at, p.id) < (m.created_at, m.id) \
                         AND p.created_at >= m.created_at - $2 * interval '1 second' \
-                      ORDER BY p.created_at DESC, p.id DESC LIMIT $3) AS preceded, \
+                      ORDER BY p.created_at DESC, p.id DESC LIMIT {preceded_cap}) AS preceded, \
                 ARRAY(SELECT left(t.content, 2000) FROM memories t \
                       WHERE t.memory_type = m.memory_type AND t.deleted_at IS NULL AND t.id <> m.id \
-                      ORDER BY t.created_at DESC, t.id DESC LIMIT $4) AS type_sample \
-         FROM memories m WHERE m.id = $1",
-    )
+                      ORDER BY t.created_at DESC, t.id DESC LIMIT {type_sample}) AS type_sample \
+         FROM memories m WHERE m.id = $1"
+    );
+    sqlx::query_as::<_, MemoryContext>(&sql)
         .bind(memory_id)
         .bind(preceded_window.as_secs_f64())
-        .bind(preceded_cap as i64)
-        .bind(type_sample as i64)
         .fetch_optional(pool)
         .await
         .map_err(EnrichError::db("reading the memory"))
