@@ -423,7 +423,7 @@ pub async fn enrich(server_url: &str, n: i64, owners: i64, concurrency: u32) -> 
 async fn run_enrich_bench(url: &str, n: i64, owners: i64, concurrency: u32) -> Result<()> {
     let pool = PgPool::connect(url).await?;
     crate::db::migrate(&pool).await?;
-    let (app, daemon) = start_daemon(url, |settings| {
+    let (app, daemon, port) = start_daemon(url, |settings| {
         settings.queues.insert(
             "default".into(),
             QueueConfig {
@@ -473,6 +473,9 @@ async fn run_enrich_bench(url: &str, n: i64, owners: i64, concurrency: u32) -> R
     .await?;
     println!("memwarden enrich N={n} owners={owners} C={concurrency}: {:.0} memories/s ({dt:.2} s from insert to all enriched)", n as f64 / dt);
     println!("failed jobs {failed}, edges {edges}, entities {entities}, peak rss_mb {peak_rss:.1}");
+    // The check, as an AutoMem client makes it: the status route drains to 0.
+    let status = drained_enrichment_status(port).await?;
+    println!("GET /enrichment/status: {status}");
     app.command(Command::Stop);
     let _ = tokio::time::timeout(Duration::from_secs(10), daemon).await;
     Ok(())
@@ -480,12 +483,34 @@ async fn run_enrich_bench(url: &str, n: i64, owners: i64, concurrency: u32) -> R
 
 /// Starts the real daemon (the same `daemon::run` as `memwarden run`) on `url`, with the
 /// `MEMWARDEN_*` settings of the environment.
+/// AutoMem's `GET /enrichment/status` from the daemon's control port, once its `queue_depth`
+/// is 0 (within 10 s: the last completions are written in batches).
+async fn drained_enrichment_status(port: ControlPort) -> Result<serde_json::Value> {
+    let url = format!("http://{port}/enrichment/status");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status: serde_json::Value =
+            reqwest::get(&url).await?.error_for_status()?.json().await?;
+        if status["queue_depth"] == 0 {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            bail!("/enrichment/status still reports work 10 s after every memory was enriched: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The daemon's control port, for the benches that read it over HTTP.
+type ControlPort = std::net::SocketAddr;
+
 async fn start_daemon(
     url: &str,
     adjust: impl FnOnce(&mut Settings),
 ) -> Result<(
     App,
     tokio::task::JoinHandle<anyhow::Result<crate::daemon::Exit>>,
+    ControlPort,
 )> {
     let env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k.starts_with("MEMWARDEN_"))
@@ -497,6 +522,7 @@ async fn start_daemon(
     let app = App::new(settings, None, Overrides::default(), LogControl::detached());
     let registry = crate::kinds::registry(app.watch_settings())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?;
     let daemon = tokio::spawn(crate::daemon::run(app.clone(), listener, registry));
     while app.lifecycle().state() != State::Ready {
         if daemon.is_finished() {
@@ -504,7 +530,7 @@ async fn start_daemon(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    Ok((app, daemon))
+    Ok((app, daemon, port))
 }
 
 /// `n` memories over 100 owners, inserted without their enrichment jobs (the bench measures
@@ -578,7 +604,7 @@ async fn run_reembed_bench(url: &str, n: i64, batch_size: u32) -> Result<()> {
     let pool = PgPool::connect(url).await?;
     crate::db::migrate(&pool).await?;
     insert_memories(&pool, n).await?;
-    let (app, daemon) = start_daemon(url, |_| {}).await?;
+    let (app, daemon, _) = start_daemon(url, |_| {}).await?;
     let idle_rss = rss_mb();
     let (report, secs, peak_rss) = run_job(
         &app,
@@ -618,7 +644,7 @@ async fn run_sync_bench(url: &str, n: i64, drift: i64) -> Result<()> {
     let pool = PgPool::connect(url).await?;
     crate::db::migrate(&pool).await?;
     insert_memories(&pool, n).await?;
-    let (app, daemon) = start_daemon(url, |_| {}).await?;
+    let (app, daemon, _) = start_daemon(url, |_| {}).await?;
     run_job(&app, "reembed", serde_json::json!({"batch_size": 256})).await?;
     // `drift` of each kind but model_mismatch: embeddings deleted, contents changed, and
     // memories soft-deleted, on disjoint memories.
