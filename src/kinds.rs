@@ -11,7 +11,7 @@ use memwarden_jobs::eviction::{
 use memwarden_jobs::reembed::ReembedArgs;
 use memwarden_jobs::sync::SyncArgs;
 use memwarden_jobs::{
-    memories_needing_enrichment, Enricher, EnrichmentArgs, JobArgs, PgVectorIndex,
+    memories_needing_enrichment, Enricher, EnrichmentArgs, JobArgs, PgVectorIndex, NEEDS_ENRICHMENT,
 };
 
 use tokio::sync::watch;
@@ -174,13 +174,17 @@ impl Handler for CatchUpHandler {
             Ok(ids) => ids,
             Err(e) => return Outcome::Failed(format!("catch-up query failed: {e}")),
         };
-        let queued: Result<i64, sqlx::Error> = sqlx::query_scalar(
+        // Checked again as each is enqueued: a memory whose trigger job finished since the
+        // query is enriched already, and its unique key no longer stops a second job.
+        let sql = format!(
             "SELECT count(memwarden.enqueue('enrichment', jsonb_build_object('memory_id', id), 'default', 0::int2, \
-             NULL, 25, 'enrichment:' || id)) FROM unnest($1::uuid[]) AS id",
-        )
-        .bind(&ids)
-        .fetch_one(&job.pool)
-        .await;
+             NULL, 25, 'enrichment:' || id)) FROM memories WHERE id = ANY($2::uuid[]) AND ({NEEDS_ENRICHMENT})"
+        );
+        let queued: Result<i64, sqlx::Error> = sqlx::query_scalar(&sql)
+            .bind(self.version)
+            .bind(&ids)
+            .fetch_one(&job.pool)
+            .await;
         match queued {
             Ok(n) => Outcome::Succeeded(serde_json::json!({"found": ids.len(), "queued": n})),
             Err(e) => Outcome::Failed(format!("catch-up enqueue failed: {e}")),

@@ -30,7 +30,7 @@ pub use args::JobArgs;
 pub use embedding::{EmbedError, Embedder, HashEmbedder, OpenAiEmbedder, OpenAiEmbeddingConfig};
 pub use enrichment::{
     enrich, enrich_with_index, memories_needing_enrichment, EnrichError, Enricher, EnrichmentArgs,
-    EnrichmentReport, EnrichmentSettings, EnrichmentStatus,
+    EnrichmentReport, EnrichmentSettings, EnrichmentStatus, NEEDS_ENRICHMENT,
 };
 pub use extraction::{
     Category, Entity, ExtractError, Extractor, LlmExtractionConfig, LlmExtractor, RuleExtractor,

@@ -234,3 +234,57 @@ async fn provider_settings_reload_live() {
     )
     .await;
 }
+
+/// The catch-up job enqueues enrichment for exactly the memories that need it: a memory written
+/// while the trigger was off, and one enriched by an older pipeline version. Not one that is
+/// enriched and current, nor a soft-deleted one.
+#[tokio::test]
+async fn catch_up_job_enqueues_only_memories_that_need_enrichment() {
+    let db = TestDb::migrated();
+    let pool = db.pool().await;
+    sqlx::query("ALTER TABLE memories DISABLE TRIGGER memories_enqueue_enrichment_insert")
+        .execute(&pool)
+        .await
+        .unwrap();
+    insert_memories(&pool, 4, 1).await;
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM memories ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let (never, older, current, deleted) = (ids[0], ids[1], ids[2], ids[3]);
+    for (id, set) in [
+        (older, "enriched_at = now(), enrichment_version = 0"),
+        (current, "enriched_at = now(), enrichment_version = 1"),
+        (deleted, "deleted_at = now()"),
+    ] {
+        sqlx::query(&format!("UPDATE memories SET {set} WHERE id = $1"))
+            .bind(id)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+
+    let _d = Daemon::start(&db.url);
+    let job: String =
+        sqlx::query_scalar("SELECT memwarden.enqueue('enrichment-catchup', '{}')::text")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    crate::harness::wait_job(&pool, &job, "succeeded").await;
+    let result: Value = sqlx::query_scalar("SELECT result FROM memwarden.jobs WHERE id = $1::uuid")
+        .bind(&job)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(result, json!({"found": 2, "queued": 2}));
+    let mut enqueued: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT (args->>'memory_id')::uuid FROM memwarden.jobs WHERE kind = 'enrichment'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    enqueued.sort();
+    let mut expected = vec![never, older];
+    expected.sort();
+    assert_eq!(enqueued, expected);
+}
