@@ -481,8 +481,6 @@ async fn run_enrich_bench(url: &str, n: i64, owners: i64, concurrency: u32) -> R
     Ok(())
 }
 
-/// Starts the real daemon (the same `daemon::run` as `memwarden run`) on `url`, with the
-/// `MEMWARDEN_*` settings of the environment.
 /// AutoMem's `GET /enrichment/status` from the daemon's control port, once its `queue_depth`
 /// is 0 (within 10 s: the last completions are written in batches).
 async fn drained_enrichment_status(port: ControlPort) -> Result<serde_json::Value> {
@@ -504,6 +502,8 @@ async fn drained_enrichment_status(port: ControlPort) -> Result<serde_json::Valu
 /// The daemon's control port, for the benches that read it over HTTP.
 type ControlPort = std::net::SocketAddr;
 
+/// Starts the real daemon (the same `daemon::run` as `memwarden run`) on `url`, with the
+/// `MEMWARDEN_*` settings of the environment.
 async fn start_daemon(
     url: &str,
     adjust: impl FnOnce(&mut Settings),

@@ -17,12 +17,12 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// another when it takes one back, which cannot be turned off). Handlers and the queue acquire
 /// a connection per statement, so under load the first check was a third of the round trips
 /// and of the server's wake-ups: enrichment ran about 6 % faster without it (median of 10
-/// alternated runs, 519 against 488 memories/s). A connection
-/// idle for longer is still checked, so one that died while the daemon was quiet (a database
-/// restart, `idle_session_timeout`, a dropped TCP session) is replaced rather than failing a
-/// statement. One that dies within this window fails the statement it is given, as it would
-/// have if it had died mid-statement: the queue retries its own statements, and a handler's
-/// job is retried.
+/// alternated runs, 519 against 488 memories/s). A connection idle for longer is still
+/// checked, so one that died while the daemon was quiet (a database restart,
+/// `idle_session_timeout`, a dropped TCP session) is replaced rather than failing a statement.
+/// One that dies within this window fails the statement it is given, as it would have if it
+/// had died mid-statement: the queue retries its own statements, and a handler's job is
+/// retried.
 const RECENTLY_USED: Duration = Duration::from_secs(1);
 
 pub fn pool_options(settings: &Settings) -> PgPoolOptions {
