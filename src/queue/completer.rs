@@ -191,6 +191,25 @@ ins AS ( \
   SELECT id, attempt, $1, COALESCE(started_at, now()), outcome, error FROM done WHERE outcome IS NOT NULL) \
 SELECT id FROM done";
 
+/// A batch of successes only, the common case, writes what `COMPLETE_SQL` writes for them with
+/// three arrays instead of ten and no per-row choices: less for PostgreSQL to unpack and plan
+/// on every batch. The lease check stays a join clause, for the reason given above.
+const SUCCEED_SQL: &str = "\
+WITH u AS ( \
+  SELECT * FROM unnest($2::uuid[], $3::int4[], $4::jsonb[], array_fill($1::text, ARRAY[cardinality($2::uuid[])])) \
+    AS u(id, attempt, result, owner)), \
+done AS ( \
+  UPDATE memwarden.jobs j SET \
+    status = 'succeeded', finished_at = now(), result = COALESCE(u.result, j.result), progress = 100, \
+    lease_owner = NULL, lease_expires_at = NULL, cancel_requested_at = NULL \
+  FROM u \
+  WHERE j.id = ANY($2::uuid[]) AND j.id = u.id AND j.attempt = u.attempt AND j.lease_owner = u.owner \
+  RETURNING j.id, j.attempt, j.started_at), \
+ins AS ( \
+  INSERT INTO memwarden.job_attempts (job_id, attempt, worker, started_at, outcome) \
+  SELECT id, attempt, $1, COALESCE(started_at, now()), 'succeeded' FROM done) \
+SELECT id FROM done";
+
 pub struct Completer {
     queue: Queue,
 }
@@ -203,42 +222,31 @@ impl Completer {
     /// Writes one batch. Returns the ids whose lease was no longer ours.
     async fn flush(&self, batch: &[Completion], rows: &[Row_]) -> Result<Vec<Uuid>, sqlx::Error> {
         let q = &self.queue;
-        let n = batch.len();
-        let mut ids = Vec::with_capacity(n);
-        let mut attempts = Vec::with_capacity(n);
-        let mut statuses = Vec::with_capacity(n);
-        let mut delays = Vec::with_capacity(n);
-        let mut errors = Vec::with_capacity(n);
-        let mut results = Vec::with_capacity(n);
-        let mut outcomes = Vec::with_capacity(n);
-        let mut refunds = Vec::with_capacity(n);
-        let mut bumps = Vec::with_capacity(n);
-        for (c, r) in batch.iter().zip(rows) {
-            ids.push(c.job.id);
-            attempts.push(c.job.attempt);
-            statuses.push(r.status);
-            delays.push(r.delay_s);
-            errors.push(r.error.as_deref());
-            results.push(r.result.as_ref());
-            outcomes.push(r.attempt_outcome);
-            refunds.push(r.refund);
-            bumps.push(r.bump);
-        }
-        let rows = sqlx::query(COMPLETE_SQL)
-            .bind(q.worker_id())
-            .bind(&ids)
-            .bind(&attempts)
-            .bind(&statuses)
-            .bind(&delays)
-            .bind(&errors)
-            .bind(&results)
-            .bind(&outcomes)
-            .bind(&refunds)
-            .bind(&bumps)
-            .fetch_all(q.pool())
-            .await?;
+        let ids: Vec<Uuid> = batch.iter().map(|c| c.job.id).collect();
+        let attempts: Vec<i32> = batch.iter().map(|c| c.job.attempt).collect();
+        let results: Vec<_> = rows.iter().map(|r| r.result.as_ref()).collect();
+        let query = if rows.iter().all(|r| r.status == "succeeded") {
+            sqlx::query(SUCCEED_SQL)
+                .bind(q.worker_id())
+                .bind(&ids)
+                .bind(&attempts)
+                .bind(&results)
+        } else {
+            sqlx::query(COMPLETE_SQL)
+                .bind(q.worker_id())
+                .bind(&ids)
+                .bind(&attempts)
+                .bind(rows.iter().map(|r| r.status).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.delay_s).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())
+                .bind(&results)
+                .bind(rows.iter().map(|r| r.attempt_outcome).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.refund).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.bump).collect::<Vec<_>>())
+        };
+        let written_rows = query.fetch_all(q.pool()).await?;
         let written: std::collections::HashSet<Uuid> =
-            rows.iter().map(|r| r.get::<Uuid, _>(0)).collect();
+            written_rows.iter().map(|r| r.get::<Uuid, _>(0)).collect();
         Ok(ids.into_iter().filter(|id| !written.contains(id)).collect())
     }
 
