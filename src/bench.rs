@@ -246,12 +246,11 @@ async fn run_queue_bench(url: &str, n: usize, concurrency: u32, samples: usize) 
         tokio::time::sleep(Duration::from_secs_f64(pause / 1000.0)).await;
     }
     lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| lat[((p * lat.len() as f64) as usize).min(lat.len() - 1)];
     println!(
         "latency ms p50={:.2} p99={:.2} max={:.2}",
-        pct(0.5),
-        pct(0.99),
-        lat[lat.len() - 1]
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        percentile(&lat, 1.0)
     );
     eprintln!(
         "rss_mb idle={idle_rss:.1} peak_under_load={peak_rss:.1} attempts_recorded={attempts} ready_after_ms={:.0}",
@@ -266,23 +265,33 @@ async fn run_queue_bench(url: &str, n: usize, concurrency: u32, samples: usize) 
 
 /// `memwarden bench evict`: N soft-deleted conversations with 4 entries each, evicted by the
 /// real `eviction` domain function while a writer inserts and reads live conversations.
+///
+/// Eviction runs in windows of `window`, alternating with windows where it is stopped, so the
+/// writer's latency with and without it is compared over the same minute. This VM's speed
+/// drifts more between two quarter-hours than eviction moves the writer, so a baseline taken
+/// once before eviction (still printed, for comparison) says more about the hour than about
+/// eviction.
 pub async fn evict(
     server_url: &str,
     conversations: i64,
     settings: memwarden_jobs::eviction::EvictionSettings,
+    window: Duration,
 ) -> Result<()> {
     let name = format!("memwarden_bench_evict_{}", std::process::id());
     let url = fresh_database(server_url, &name).await?;
-    let result = run_evict_bench(&url, conversations, settings).await;
+    let result = run_evict_bench(&url, conversations, settings, window).await;
     drop_database(server_url, &name).await.ok();
     result
 }
 
-async fn writer_p99(
+/// One write-and-read of a live conversation: when it started, and how long it took (ms).
+type WriterOp = (Instant, f64);
+
+async fn live_writer(
     pool: PgPool,
     stop: Arc<std::sync::atomic::AtomicBool>,
-) -> Result<(f64, usize)> {
-    let mut lat = Vec::new();
+) -> Result<Vec<WriterOp>> {
+    let mut ops = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let t = Instant::now();
         let id: uuid::Uuid = sqlx::query_scalar(
@@ -300,21 +309,40 @@ async fn writer_p99(
         .bind(id)
         .fetch_one(&pool)
         .await?;
-        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        ops.push((t, t.elapsed().as_secs_f64() * 1000.0));
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    lat.sort_by(f64::total_cmp);
-    let p99 = lat
-        .get(((lat.len() as f64) * 0.99) as usize)
-        .copied()
-        .unwrap_or(0.0);
-    Ok((p99, lat.len()))
+    Ok(ops)
 }
+
+/// The `p` quantile (0 to 1) of `sorted`, by nearest rank; 0 when it is empty.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p * sorted.len() as f64) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(rank).copied().unwrap_or(0.0)
+}
+
+/// The 99th percentile of `ms` (0 when empty).
+fn p99(mut ms: Vec<f64>) -> f64 {
+    ms.sort_by(f64::total_cmp);
+    percentile(&ms, 0.99)
+}
+
+/// A stretch of the bench: eviction running in it, or stopped.
+struct Span {
+    from: Instant,
+    to: Instant,
+    evicting: bool,
+}
+
+/// After eviction stops, the writer's first ops still meet its last commits being flushed: a
+/// stopped window is counted from this long after it starts.
+const SETTLE: Duration = Duration::from_millis(250);
 
 async fn run_evict_bench(
     url: &str,
     n: i64,
     settings: memwarden_jobs::eviction::EvictionSettings,
+    window: Duration,
 ) -> Result<()> {
     use memwarden_jobs::eviction::{evict, ResourceType, RetentionPeriod};
     let pool = sqlx::postgres::PgPoolOptions::new()
@@ -353,52 +381,108 @@ async fn run_evict_bench(
             .fetch_one(&pool)
             .await?;
 
-    // The writer alone, for a baseline.
+    // The writer alone before eviction: the baseline of earlier versions of this bench.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let w = tokio::spawn(writer_p99(pool.clone(), stop.clone()));
+    let w = tokio::spawn(live_writer(pool.clone(), stop.clone()));
     tokio::time::sleep(Duration::from_secs(15)).await;
     stop.store(true, Ordering::Relaxed);
-    let (base_p99, base_n) = w.await??;
+    let before = w.await??;
+    let before_n = before.len();
+    let before_p99 = p99(before.into_iter().map(|(_, ms)| ms).collect());
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let w = tokio::spawn(writer_p99(pool.clone(), stop.clone()));
+    let w = tokio::spawn(live_writer(pool.clone(), stop.clone()));
     // Eviction runs as the daemon's handlers do, in a `memwarden-work` session; the writer
     // stands for the application and commits synchronously.
     let work = sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
         .connect_with(crate::db::work_session_options(url.parse()?))
         .await?;
-    let t0 = Instant::now();
-    let report = evict(
-        &work,
-        &RetentionPeriod::parse(Some("P30D"))?,
-        &[ResourceType::Conversations],
-        false,
-        &settings,
-        &tokio_util::sync::CancellationToken::new(),
-        &memwarden_jobs::NoProgress,
-    )
-    .await?;
-    let dt = t0.elapsed().as_secs_f64();
+    let retention = RetentionPeriod::parse(Some("P30D"))?;
+    let mut spans = Vec::new();
+    let mut total = memwarden_jobs::eviction::EvictionReport::default();
+    loop {
+        // A window ends the way a drain does: the token stops eviction at a batch boundary,
+        // and the next window's run takes up what is still due.
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let timer = tokio::spawn({
+            let cancel = cancel.clone();
+            async move {
+                tokio::time::sleep(window).await;
+                cancel.cancel();
+            }
+        });
+        let from = Instant::now();
+        let report = evict(
+            &work,
+            &retention,
+            &[ResourceType::Conversations],
+            false,
+            &settings,
+            &cancel,
+            &memwarden_jobs::NoProgress,
+        )
+        .await?;
+        timer.abort();
+        spans.push(Span {
+            from,
+            to: Instant::now(),
+            evicting: true,
+        });
+        total.conversations += report.conversations;
+        total.conversation_entries += report.conversation_entries;
+        total.batches += report.batches;
+        total.batches_over_limit += report.batches_over_limit;
+        total.longest_batch_ms = total.longest_batch_ms.max(report.longest_batch_ms);
+        if !report.interrupted {
+            break;
+        }
+        let from = Instant::now();
+        tokio::time::sleep(window).await;
+        spans.push(Span {
+            from: from + SETTLE,
+            to: Instant::now(),
+            evicting: false,
+        });
+    }
     stop.store(true, Ordering::Relaxed);
-    let (during_p99, during_n) = w.await??;
+    let ops = w.await??;
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for (at, ms) in ops {
+        match spans.iter().find(|s| s.from <= at && at < s.to) {
+            Some(s) if s.evicting => with.push(ms),
+            Some(_) => without.push(ms),
+            None => {}
+        }
+    }
+    let (with_n, without_n) = (with.len(), without.len());
+    let (with_p99, without_p99) = (p99(with), p99(without));
     let live_after: i64 = sqlx::query_scalar("SELECT count(*) FROM conversations WHERE deleted_at IS NULL AND owner_id = 'live' AND title = 'keep'")
         .fetch_one(&pool)
         .await?;
-    let rows = report.conversations + report.conversation_entries;
+    let rows = total.conversations + total.conversation_entries;
+    let evicting_spans = || spans.iter().filter(|s| s.evicting);
+    let windows = evicting_spans().count();
+    let evicting: Duration = evicting_spans().map(|s| s.to - s.from).sum();
     println!(
-        "memwarden evict N={n} conversations ({rows} rows) batch<={} pause={}ms limit={}ms: {:.0} rows/s ({dt:.2} s), {} batches, longest batch {:.1} ms, {} over the limit",
+        "memwarden evict N={n} conversations ({rows} rows) batch<={} pause={}ms limit={}ms: {:.0} rows/s ({:.2} s evicting, in {windows} windows of {} ms), {} batches, longest batch {:.1} ms, {} over the limit",
         settings.batch_size,
         settings.pause.as_millis(),
         settings.max_transaction.as_millis(),
-        rows as f64 / dt,
-        report.batches,
-        report.longest_batch_ms,
-        report.batches_over_limit,
+        rows as f64 / evicting.as_secs_f64(),
+        evicting.as_secs_f64(),
+        window.as_millis(),
+        total.batches,
+        total.longest_batch_ms,
+        total.batches_over_limit,
     );
+    let ratio = if without_n == 0 || with_n == 0 {
+        "n/a (eviction ended inside its first window)".to_string()
+    } else {
+        format!("{:.2}", with_p99 / without_p99.max(0.001))
+    };
     println!(
-        "live writer p99 ms: alone {base_p99:.2} ({base_n} ops), during eviction {during_p99:.2} ({during_n} ops), ratio {:.2}",
-        during_p99 / base_p99.max(0.001)
+        "live writer p99 ms: eviction stopped {without_p99:.2} ({without_n} ops), evicting {with_p99:.2} ({with_n} ops), ratio {ratio}; before eviction {before_p99:.2} ({before_n} ops)"
     );
     println!(
         "live conversations kept: {live_after} of 1000 (live before: {live_before}); rss_mb={:.1}",

@@ -455,7 +455,7 @@ async fn bench(cli: &Cli, cmd: &BenchCommand) -> Result<ExitCode> {
             concurrency,
             samples,
             database_url,
-        } => crate::bench::queue(database_url, *jobs, *concurrency, *samples).await?,
+        } => crate::bench::queue(database_url, *jobs, *concurrency, *samples as usize).await?,
         BenchCommand::Enrich {
             memories,
             owners,
@@ -467,6 +467,7 @@ async fn bench(cli: &Cli, cmd: &BenchCommand) -> Result<ExitCode> {
             batch_size,
             pause_ms,
             max_transaction_ms,
+            window_ms,
             database_url,
         } => {
             let settings = memwarden_jobs::eviction::EvictionSettings {
@@ -475,7 +476,13 @@ async fn bench(cli: &Cli, cmd: &BenchCommand) -> Result<ExitCode> {
                 max_transaction: Duration::from_millis(*max_transaction_ms),
                 blobs_dir: std::env::temp_dir(),
             };
-            crate::bench::evict(database_url, *conversations, settings).await?
+            crate::bench::evict(
+                database_url,
+                *conversations,
+                settings,
+                Duration::from_millis(*window_ms),
+            )
+            .await?
         }
         BenchCommand::Reembed {
             memories,

@@ -51,12 +51,27 @@ fn config_check_names_the_bad_key_and_exits_non_zero() {
 
 #[test]
 fn bench_evict_refuses_a_transaction_limit_under_the_config_minimum() {
+    bench_refuses("evict", "--max-transaction-ms", "5");
+}
+
+#[test]
+fn bench_evict_refuses_a_window_too_short_to_settle_in() {
+    bench_refuses("evict", "--window-ms", "100");
+}
+
+#[test]
+fn bench_queue_refuses_zero_latency_samples() {
+    bench_refuses("queue", "--samples", "0");
+}
+
+/// `bench BENCH` exits non-zero before touching the database, naming the flag.
+fn bench_refuses(bench: &str, flag: &str, value: &str) {
     let out = memwarden(
         &[
             "bench",
-            "evict",
-            "--max-transaction-ms",
-            "5",
+            bench,
+            flag,
+            value,
             "--database-url",
             "postgres://127.0.0.1:1/none",
         ],
@@ -64,7 +79,7 @@ fn bench_evict_refuses_a_transaction_limit_under_the_config_minimum() {
     );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--max-transaction-ms"), "{err}");
+    assert!(err.contains(flag), "{err}");
 }
 
 #[test]
