@@ -24,6 +24,11 @@ pub enum Exit {
 
 /// Runs the daemon until a stop. `listener` is bound by the caller, so tests can use port 0.
 pub async fn run(app: App, listener: TcpListener, registry: Registry) -> anyhow::Result<Exit> {
+    // The bound address, not the configured one: with port 0 only this says where to connect.
+    let addr = listener
+        .local_addr()
+        .context("reading the control port's address")?;
+    tracing::info!(%addr, "control port listening");
     let (tx, mut commands) = tokio::sync::mpsc::unbounded_channel();
     signals::forward(tx.clone()).context("installing signal handlers")?;
     app.set_commands(tx);
@@ -113,7 +118,7 @@ pub async fn run(app: App, listener: TcpListener, registry: Registry) -> anyhow:
         supervisor.start(service);
     }
     app.lifecycle().ready();
-    tracing::info!(addr = %settings.control.addr, "memwarden is ready");
+    tracing::info!(%addr, "memwarden is ready");
 
     // READY until a stop signal; API drains and quiets come and go in between.
     let exit = loop {

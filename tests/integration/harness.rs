@@ -20,13 +20,15 @@ pub use pg::TestDb;
 mod checks;
 #[path = "../common/schedules.rs"]
 mod schedules;
-pub use checks::{count, eventually, free_port};
+use checks::bound_control_addr;
+pub use checks::{count, eventually, free_port, tail, within};
 
 /// A running `memwarden run` process.
 pub struct Daemon {
     pub child: Child,
     pub addr: String,
     pub log: PathBuf,
+    spawned: Instant,
     _dir: tempfile::TempDir,
 }
 
@@ -71,14 +73,12 @@ impl DaemonBuilder {
         let config_path = dir.path().join("memwarden.toml");
         std::fs::write(&config_path, &self.config).unwrap();
         let log = dir.path().join("daemon.log");
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_memwarden"));
         cmd.arg("run")
             .arg("--config")
             .arg(&config_path)
             .arg("--control-addr")
-            .arg(&addr)
+            .arg("127.0.0.1:0")
             .arg("--log-format")
             .arg("json")
             .env_remove("DATABASE_URL")
@@ -101,11 +101,14 @@ impl DaemonBuilder {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("spawning memwarden");
+        let spawned = Instant::now();
+        let mut child = cmd.spawn().expect("spawning memwarden");
+        let addr = bound_control_addr(&mut child, &log, Duration::from_secs(20));
         let d = Daemon {
             child,
             addr,
             log,
+            spawned,
             _dir: dir,
         };
         if self.wait_ready {
@@ -138,12 +141,13 @@ impl Daemon {
         self.child.id() as i32
     }
 
-    /// Polls `/readyz` until 200; panics with the log if it never comes.
+    /// Polls `/readyz` until 200; panics with the log if it never comes. Returns the time since
+    /// the process was spawned.
     pub fn wait_ready(&self, limit: Duration) -> Duration {
         let t0 = Instant::now();
         while t0.elapsed() < limit {
             if http_status(&self.url("/readyz")) == Some(200) {
-                return t0.elapsed();
+                return self.spawned.elapsed();
             }
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -5,8 +5,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
+use sqlx::PgPool;
 
-use crate::harness::{admin_client, count, eventually, Daemon, TestDb};
+use crate::harness::{admin_client, count, eventually, tail, within, Daemon, TestDb};
 
 async fn job(d: &Daemon, id: &str) -> Value {
     d.get(&format!("/v1/jobs/{id}")).await.json().await.unwrap()
@@ -428,8 +429,8 @@ async fn sigkill_mid_batch_loses_nothing() {
     .await;
     assert!(held > 0, "the killed worker held jobs");
 
-    let _rescuer = Daemon::builder(&db.url).config(fast).spawn();
-    eventually(Duration::from_secs(30), "every job succeeded", || async {
+    let rescuer = Daemon::builder(&db.url).config(fast).spawn();
+    let all_succeeded = within(Duration::from_secs(30), || async {
         count(
             &pool,
             "SELECT count(*) FROM memwarden.jobs WHERE status = 'succeeded'",
@@ -438,6 +439,13 @@ async fn sigkill_mid_batch_loses_nothing() {
             == n as i64
     })
     .await;
+    if !all_succeeded {
+        panic!(
+            "not every job succeeded within 30 s of the rescuer's start\n{}\nrescuer's log:\n{}",
+            unfinished_jobs(&pool).await,
+            tail(&rescuer.logs(), 40)
+        );
+    }
     let lost = count(
         &pool,
         "SELECT count(*) FROM memwarden.job_attempts WHERE outcome = 'lost'",
@@ -467,6 +475,35 @@ async fn sigkill_mid_batch_loses_nothing() {
         succeeded_attempts, n as i64,
         "each job succeeded exactly once"
     );
+}
+
+/// What a test that waited in vain needs to see: the jobs not yet succeeded, with their
+/// attempts, leases and errors, the attempts so far, and the backends still connected.
+async fn unfinished_jobs(pool: &PgPool) -> String {
+    let lines = |sql: &'static str| async move {
+        sqlx::query_scalar::<_, String>(sql)
+            .fetch_all(pool)
+            .await
+            .unwrap_or_else(|e| vec![e.to_string()])
+            .join("\n")
+    };
+    let jobs = lines(
+        "SELECT format('%s attempt %s, lease %s (%s s left), run_at in %s s: %s', status, attempt, \
+           lease_owner, round(extract(epoch FROM lease_expires_at - now())::numeric, 2), \
+           round(extract(epoch FROM run_at - now())::numeric, 2), last_error) \
+         FROM memwarden.jobs WHERE status <> 'succeeded' ORDER BY id LIMIT 20",
+    )
+    .await;
+    let attempts = lines(
+        "SELECT format('%s: %s', outcome, count(*)) FROM memwarden.job_attempts GROUP BY outcome ORDER BY outcome",
+    )
+    .await;
+    let backends = lines(
+        "SELECT format('%s %s: %s', application_name, state, left(query, 100)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .await;
+    format!("unfinished jobs:\n{jobs}\nattempts:\n{attempts}\nother backends:\n{backends}")
 }
 
 /// SIGTERM with 1,000 jobs queued and 24 running: exit 0 within the longest job's remaining

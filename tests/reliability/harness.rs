@@ -34,7 +34,8 @@ mod pg;
 /// 20,001.
 #[path = "../common/schedules.rs"]
 mod schedules;
-pub use checks::{count, eventually, free_port};
+use checks::bound_control_addr;
+pub use checks::{count, eventually, tail};
 pub use pg::{migrate_at, pool_of, sql_at, TestDb};
 use schedules::NO_DEFAULT_SCHEDULES as NO_CRON;
 
@@ -103,13 +104,12 @@ impl DaemonBuilder {
         let config_path = dir.path().join("memwarden.toml");
         std::fs::write(&config_path, format!("{}{NO_CRON}", self.config)).unwrap();
         let log = dir.path().join("daemon.log");
-        let addr = format!("127.0.0.1:{}", free_port());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_memwarden"));
         cmd.arg("run")
             .arg("--config")
             .arg(&config_path)
             .arg("--control-addr")
-            .arg(&addr)
+            .arg("127.0.0.1:0")
             .arg("--log-format")
             .arg("json")
             .arg("--database-url")
@@ -125,7 +125,8 @@ impl DaemonBuilder {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
-        let child = cmd.spawn().expect("spawning memwarden");
+        let mut child = cmd.spawn().expect("spawning memwarden");
+        let addr = bound_control_addr(&mut child, &log, Duration::from_secs(20));
         Daemon {
             child,
             addr,
@@ -321,11 +322,6 @@ pub fn metric_in(page: &str, name: &str) -> (f64, Vec<String>) {
         }
     }
     (sum, series)
-}
-
-pub fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Enqueues `n` probe jobs with these args in one statement (the SQL enqueue function).
