@@ -11,8 +11,8 @@
 Jobs are enqueued one at a time, 5-15 ms apart, as in `memwarden bench queue`. The database
 must be migrated (`memwarden migrate`). Needs psycopg2 (`pip install psycopg2-binary`).
 
-  benches/single-job-path.py client "host=127.0.0.1 user=postgres dbname=wake"
-  benches/single-job-path.py daemon "host=127.0.0.1 user=postgres dbname=wake"
+  benches/single-job-path.py client "host=127.0.0.1 user=postgres dbname=wake" [SAMPLES]
+  benches/single-job-path.py daemon "host=127.0.0.1 user=postgres dbname=wake" [SAMPLES]
 """
 import random
 import select
@@ -21,6 +21,7 @@ import time
 import uuid
 
 import psycopg2
+import psycopg2.errors
 
 # memwarden's claim, as src/queue/claimer.rs sends it.
 CLAIM = """PREPARE claim(text, text[], bigint, text, float8) AS
@@ -104,11 +105,23 @@ def daemon(dsn, samples):
 def span(cur, kind, since, who):
     cur.execute(SPAN, (kind, since))
     p50, p90, n = cur.fetchone()
+    if n == 0:
+        sys.exit(f"{who}: no job was claimed; is `memwarden run` working on this database?")
     print(f"{who}: enqueue start to claim start p50={p50:.3f} p90={p90:.3f} ms (n={n})")
 
 
 if __name__ == "__main__":
     if len(sys.argv) < 3 or sys.argv[1] not in ("client", "daemon"):
         sys.exit(__doc__)
-    n = int(sys.argv[3]) if len(sys.argv) > 3 else 600
-    {"client": client, "daemon": daemon}[sys.argv[1]](sys.argv[2], n)
+    try:
+        n = int(sys.argv[3]) if len(sys.argv) > 3 else 600
+    except ValueError:
+        sys.exit(f"samples must be a whole number, not {sys.argv[3]!r}")
+    if n < 2:
+        sys.exit("samples must be at least 2 (the client alternates two connections)")
+    try:
+        {"client": client, "daemon": daemon}[sys.argv[1]](sys.argv[2], n)
+    except (psycopg2.errors.UndefinedTable, psycopg2.errors.UndefinedFunction) as e:
+        sys.exit(f"single-job-path: {str(e).splitlines()[0]}; run `memwarden migrate` on it first")
+    except psycopg2.Error as e:
+        sys.exit(f"single-job-path: {str(e).strip()}")
