@@ -1,20 +1,21 @@
 //! The one core of operations behind every surface (native routes, GoodMem, AutoMem, Memory
-//! Service, CLI): the lifecycle, the settings, the database pool and the queue.
+//! Service, CLI): the lifecycle, the live settings, the database pools and the queue. Built
+//! whole by `startup`: its pools connect lazily, so the control port can answer while the
+//! daemon is still STARTING, and `database_ready` says when the database may be used.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::PgPool;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
-use crate::config::{Overrides, Settings};
+use crate::config::{FileMetadata, Overrides, Settings};
 use crate::health::Health;
 use crate::lifecycle::{DrainOrigin, Lifecycle, State};
 use crate::queue::Queue;
-use crate::reload::FileMetadata;
 use crate::signals::Command;
 use crate::telemetry::LogControl;
 
@@ -28,13 +29,27 @@ struct Inner {
     settings: watch::Sender<Arc<Settings>>,
     config_path: Option<PathBuf>,
     overrides: Overrides,
-    pool: OnceLock<PgPool>,
-    queue: OnceLock<Queue>,
+    queue: Queue,
     health: Health,
     log: LogControl,
     active_file: Mutex<Option<FileMetadata>>,
+    /// STARTING has reached and migrated the database: routes may use it.
+    database_ready: AtomicBool,
+    /// The last probe of the database answered: readiness depends on it.
     database_reachable: AtomicBool,
-    commands: OnceLock<tokio::sync::mpsc::UnboundedSender<Command>>,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+/// What an `App` is made of; `startup` puts it together.
+pub struct AppParts {
+    pub lifecycle: Lifecycle,
+    pub settings: watch::Sender<Arc<Settings>>,
+    pub health: Health,
+    pub queue: Queue,
+    pub config_path: Option<PathBuf>,
+    pub overrides: Overrides,
+    pub log: LogControl,
+    pub commands: mpsc::UnboundedSender<Command>,
 }
 
 /// The reply to a drain, in the words of GoodMem's `AdminDrainResponse`.
@@ -46,29 +61,24 @@ pub struct DrainReply {
 }
 
 impl App {
-    pub fn new(
-        settings: Settings,
-        config_path: Option<PathBuf>,
-        overrides: Overrides,
-        log: LogControl,
-    ) -> Self {
-        let (settings, _) = watch::channel(Arc::new(settings));
-        let active_file = config_path
+    pub fn new(parts: AppParts) -> Self {
+        let active_file = parts
+            .config_path
             .as_deref()
-            .and_then(|p| crate::reload::file_metadata(p).ok());
+            .and_then(|p| FileMetadata::read(p).ok());
         App {
             inner: Arc::new(Inner {
-                lifecycle: Lifecycle::new(),
-                settings,
-                config_path,
-                overrides,
-                pool: OnceLock::new(),
-                queue: OnceLock::new(),
-                health: Health::default(),
-                log,
+                lifecycle: parts.lifecycle,
+                settings: parts.settings,
+                config_path: parts.config_path,
+                overrides: parts.overrides,
+                queue: parts.queue,
+                health: parts.health,
+                log: parts.log,
                 active_file: Mutex::new(active_file),
+                database_ready: AtomicBool::new(false),
                 database_reachable: AtomicBool::new(false),
-                commands: OnceLock::new(),
+                commands: parts.commands,
             }),
         }
     }
@@ -81,10 +91,6 @@ impl App {
         self.inner.settings.borrow().clone()
     }
 
-    pub fn watch_settings(&self) -> watch::Receiver<Arc<Settings>> {
-        self.inner.settings.subscribe()
-    }
-
     pub fn replace_settings(&self, settings: Settings) {
         if let Err(e) = self.inner.log.set_level(&settings.log.level) {
             tracing::warn!(error = %e, "log level not applied");
@@ -92,7 +98,7 @@ impl App {
         self.inner.settings.send_replace(Arc::new(settings));
     }
 
-    pub fn config_path(&self) -> Option<&std::path::Path> {
+    pub fn config_path(&self) -> Option<&Path> {
         self.inner.config_path.as_deref()
     }
 
@@ -113,47 +119,41 @@ impl App {
         *self.inner.active_file.lock().expect("active file lock") = metadata;
     }
 
+    pub fn health(&self) -> &Health {
+        &self.inner.health
+    }
+
+    pub fn queue(&self) -> &Queue {
+        &self.inner.queue
+    }
+
+    /// The queue's pool: the control port and the audit log use it too.
+    pub fn pool(&self) -> &PgPool {
+        self.inner.queue.pool()
+    }
+
+    /// Whether STARTING has reached and migrated the database. Before that, whatever needs
+    /// the database answers 503 at once instead of waiting for a connection.
+    pub fn database_ready(&self) -> bool {
+        self.inner.database_ready.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_database_ready(&self) {
+        self.inner.database_ready.store(true, Ordering::Release);
+    }
+
     /// Whether the last database probe succeeded; readiness depends on it.
     pub fn database_reachable(&self) -> bool {
         self.inner.database_reachable.load(Ordering::Relaxed)
     }
 
-    pub fn set_database_reachable(&self, ok: bool) {
+    pub(crate) fn set_database_reachable(&self, ok: bool) {
         self.inner.database_reachable.store(ok, Ordering::Relaxed);
-    }
-
-    /// Where the running daemon takes commands (the same ones signals give).
-    pub fn set_commands(&self, tx: tokio::sync::mpsc::UnboundedSender<Command>) {
-        let _ = self.inner.commands.set(tx);
     }
 
     /// Sends the daemon a command as if by signal; false when no daemon runs this app.
     pub fn command(&self, cmd: Command) -> bool {
-        self.inner
-            .commands
-            .get()
-            .is_some_and(|tx| tx.send(cmd).is_ok())
-    }
-
-    pub fn health(&self) -> &Health {
-        &self.inner.health
-    }
-
-    /// The pool, once STARTING has reached the database.
-    pub fn pool(&self) -> Option<&PgPool> {
-        self.inner.pool.get()
-    }
-
-    pub fn set_pool(&self, pool: PgPool) {
-        let _ = self.inner.pool.set(pool);
-    }
-
-    pub fn queue(&self) -> Option<&Queue> {
-        self.inner.queue.get()
-    }
-
-    pub fn set_queue(&self, queue: Queue) {
-        let _ = self.inner.queue.set(queue);
+        self.inner.commands.send(cmd).is_ok()
     }
 
     /// Starts a drain (idempotent) and, if `wait` is given, waits up to that long for QUIESCED.

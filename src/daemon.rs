@@ -1,15 +1,17 @@
-//! `memwarden run`: start every part in order, serve until a stop, drain, stop in reverse.
+//! The supervisor's side of a run: start every part in order, serve until a stop, drain,
+//! stop in reverse. Built by `startup`, which is the only caller.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::lifecycle::{DrainOrigin, State};
-use crate::queue::{Queue, Registry};
+use crate::queue::periodic::{Every, Periodic};
 use crate::signals::{self, Command};
 use crate::supervisor::{Service, Supervisor};
 
@@ -22,18 +24,18 @@ pub enum Exit {
     Hard,
 }
 
-/// Runs the daemon until a stop. `listener` is bound by the caller, so tests can use port 0.
-pub async fn run(app: App, listener: TcpListener, registry: Registry) -> anyhow::Result<Exit> {
+pub(crate) async fn run(
+    app: App,
+    listener: TcpListener,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) -> anyhow::Result<Exit> {
     // The bound address, not the configured one: with port 0 only this says where to connect.
     let addr = listener
         .local_addr()
         .context("reading the control port's address")?;
     tracing::info!(%addr, "control port listening");
-    let (tx, mut commands) = tokio::sync::mpsc::unbounded_channel();
-    signals::forward(tx.clone()).context("installing signal handlers")?;
-    app.set_commands(tx);
+    let _signals = signals::forward(commands_sender(&app)).context("installing signal handlers")?;
     let background = CancellationToken::new();
-
     tokio::spawn(crate::systemd::notify_lifecycle(
         app.lifecycle().clone(),
         background.clone(),
@@ -42,79 +44,40 @@ pub async fn run(app: App, listener: TcpListener, registry: Registry) -> anyhow:
         app.health().clone(),
         background.clone(),
     ));
-    {
-        let lifecycle = app.lifecycle().clone();
-        let stop = background.clone();
-        tokio::spawn(async move {
-            let mut rx = lifecycle.subscribe();
-            loop {
-                crate::telemetry::publish_state(rx.borrow_and_update().state);
-                tokio::select! {
-                    changed = rx.changed() => if changed.is_err() { return },
-                    _ = stop.cancelled() => return,
-                }
-            }
-        });
-    }
+    tokio::spawn(publish_lifecycle_metric(app.clone(), background.clone()));
     let control_stop = CancellationToken::new();
     let control = tokio::spawn(crate::control::serve(
         app.clone(),
         listener,
         control_stop.clone(),
     ));
+    let stopped_early = || {
+        control_stop.cancel();
+        background.cancel();
+    };
 
     // STARTING: reach the database (with backoff), migrate, start the loops. A stop signal
     // here ends the process at once; a second one is not needed.
-    let starting = CancellationToken::new();
-    let settings = app.settings();
-    let Some(url) = settings.database_url().map(str::to_string) else {
-        anyhow::bail!("no database configured: set database.url, DATABASE_URL or --database-url");
-    };
-    let connect = {
-        let settings = settings.clone();
-        let starting = starting.clone();
-        let url = url.clone();
-        async move { crate::db::connect_with_retry(&settings, &url, &starting).await }
-    };
-    tokio::pin!(connect);
-    let pool = loop {
-        tokio::select! {
-            pool = &mut connect => break pool,
-            Some(cmd) = commands.recv() => match cmd {
-                Command::Stop => { starting.cancel(); }
-                Command::Reload => { crate::reload::reload(&app); }
-                Command::Quiet => { app.lifecycle().drain(Some("SIGTSTP".into()), DrainOrigin::Quiet); }
-            },
-        }
-    };
-    // A stop that arrived while a connect attempt was under way: that attempt may still have
-    // succeeded, but the stop wins.
-    let pool = pool.filter(|_| !starting.is_cancelled());
-    let Some(pool) = pool else {
+    if !reach_database(&app, &mut commands).await {
         tracing::info!("stopped while starting");
-        control_stop.cancel();
-        background.cancel();
+        stopped_early();
         return Ok(Exit::Clean);
-    };
-    app.set_database_reachable(true);
+    }
+    let settings = app.settings();
     if settings.database.migrate {
-        crate::db::migrate(&pool)
+        crate::db::migrate(app.pool())
             .await
             .context("running migrations")?;
     }
     if settings.testing.probe_kinds {
-        crate::queue::probe::create_effects_table(&pool)
+        crate::queue::probe::create_effects_table(app.pool())
             .await
             .context("creating the probe effects table")?;
     }
-    app.set_pool(pool.clone());
-    let work_pool = crate::db::work_pool(&settings, &url).context("the handlers' pool")?;
+    app.set_database_ready();
 
     let mut supervisor = Supervisor::new();
-    supervisor.start(Arc::new(DatabaseProbe { app: app.clone() }));
-    let queue = Queue::new(app.clone(), pool.clone(), work_pool, registry);
-    app.set_queue(queue.clone());
-    for service in queue.services().await.context("starting the queue")? {
+    for service in loops(&app).await.context("starting the queue")? {
         supervisor.start(service);
     }
     app.lifecycle().ready();
@@ -133,10 +96,10 @@ pub async fn run(app: App, listener: TcpListener, registry: Registry) -> anyhow:
             Command::Quiet => app
                 .lifecycle()
                 .drain(Some("SIGTSTP".into()), DrainOrigin::Quiet),
-            Command::Stop => break drain_for_stop(&app, &queue, &mut commands).await,
+            Command::Stop => break drain_for_stop(&app, &mut commands).await,
         }
     };
-
+    let queue = app.queue();
     if exit == Exit::Hard {
         tracing::warn!("second stop signal: hard stop");
         let _ = tokio::time::timeout(Duration::from_secs(2), queue.release_all()).await;
@@ -147,9 +110,59 @@ pub async fn run(app: App, listener: TcpListener, registry: Registry) -> anyhow:
     control_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_millis(500), control).await;
     background.cancel();
-    pool.close().await;
+    app.pool().close().await;
+    app.queue().work_pool().close().await;
     tracing::info!("stopped");
     Ok(Exit::Clean)
+}
+
+/// Signals arrive as the same commands the control port sends.
+fn commands_sender(app: &App) -> impl Fn(Command) -> bool + Send + 'static {
+    let app = app.clone();
+    move |cmd| app.command(cmd)
+}
+
+/// Waits in STARTING until the database answers; false when a stop came first.
+async fn reach_database(app: &App, commands: &mut mpsc::UnboundedReceiver<Command>) -> bool {
+    let starting = CancellationToken::new();
+    let wait = crate::db::wait_for_database(app.pool(), &starting);
+    tokio::pin!(wait);
+    let reached = loop {
+        tokio::select! {
+            reached = &mut wait => break reached,
+            Some(cmd) = commands.recv() => match cmd {
+                Command::Stop => starting.cancel(),
+                Command::Reload => { crate::reload::reload(app); }
+                Command::Quiet => app.lifecycle().drain(Some("SIGTSTP".into()), DrainOrigin::Quiet),
+            },
+        }
+    };
+    // A stop that arrived while a connect attempt was under way: that attempt may still have
+    // succeeded, but the stop wins.
+    let reached = reached && !starting.is_cancelled();
+    app.set_database_reachable(reached);
+    reached
+}
+
+/// Every supervised loop of the daemon, in start order: the database probe, then the queue's.
+pub async fn loops(app: &App) -> Result<Vec<Arc<dyn Service>>, sqlx::Error> {
+    let mut loops: Vec<Arc<dyn Service>> = vec![Arc::new(Every::new(
+        DatabaseProbe { app: app.clone() },
+        app.health().clone(),
+    ))];
+    loops.extend(app.queue().services().await?);
+    Ok(loops)
+}
+
+async fn publish_lifecycle_metric(app: App, stop: CancellationToken) {
+    let mut rx = app.lifecycle().subscribe();
+    loop {
+        crate::telemetry::metrics::publish_state(rx.borrow_and_update().state);
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { return },
+            _ = stop.cancelled() => return,
+        }
+    }
 }
 
 const INTERRUPT_GRACE: Duration = Duration::from_secs(5);
@@ -157,11 +170,8 @@ const INTERRUPT_GRACE: Duration = Duration::from_secs(5);
 /// Drains for a stop: waits for QUIESCED within the grace period, then cancels what is still
 /// running (each records `interrupted` and goes back to `available`). A second stop signal
 /// during the wait is a hard stop.
-async fn drain_for_stop(
-    app: &App,
-    queue: &Queue,
-    commands: &mut tokio::sync::mpsc::UnboundedReceiver<Command>,
-) -> Exit {
+async fn drain_for_stop(app: &App, commands: &mut mpsc::UnboundedReceiver<Command>) -> Exit {
+    let queue = app.queue();
     let grace = app.settings().grace_period();
     crate::systemd::stopping(grace);
     app.lifecycle()
@@ -201,45 +211,38 @@ struct DatabaseProbe {
 }
 
 #[async_trait::async_trait]
-impl Service for DatabaseProbe {
-    fn name(&self) -> String {
-        "database-probe".into()
+impl Periodic for DatabaseProbe {
+    fn name(&self) -> &'static str {
+        "database-probe"
     }
 
-    async fn run(&self, stop: CancellationToken) -> anyhow::Result<()> {
-        let beat = self
-            .app
-            .health()
-            .register(self.name(), Duration::from_secs(1));
-        let Some(pool) = self.app.pool().cloned() else {
-            anyhow::bail!("no pool yet");
-        };
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.cancelled() => return Ok(()),
+    fn op(&self) -> &'static str {
+        "probe"
+    }
+
+    fn period(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    async fn tick(&self) -> anyhow::Result<()> {
+        let ok = tokio::time::timeout(
+            Duration::from_secs(2),
+            sqlx::query("SELECT 1").execute(self.app.pool()),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        if ok != self.app.database_reachable() {
+            if ok {
+                tracing::info!("database reachable again");
+            } else {
+                tracing::error!("database unreachable; reporting not ready");
             }
-            let ok = tokio::time::timeout(
-                Duration::from_secs(2),
-                sqlx::query("SELECT 1").execute(&pool),
-            )
-            .await
-            .map(|r| r.is_ok())
-            .unwrap_or(false);
-            if ok != self.app.database_reachable() {
-                if ok {
-                    tracing::info!("database reachable again");
-                } else {
-                    tracing::error!("database unreachable; reporting not ready");
-                }
-            }
-            if !ok {
-                metrics::counter!("memwarden_db_errors_total", "op" => "probe").increment(1);
-            }
-            self.app.set_database_reachable(ok);
-            beat.beat();
         }
+        if !ok {
+            // Counted, and logged only at the change: an outage is not a failure of this loop.
+            crate::telemetry::metrics::db_error(self.op());
+        }
+        self.app.set_database_reachable(ok);
+        Ok(())
     }
 }

@@ -38,9 +38,7 @@ pub fn pool_options(settings: &Settings) -> PgPoolOptions {
                 Ok(true)
             })
         })
-        .acquire_timeout(Duration::from_secs(
-            settings.database.acquire_timeout.max(1),
-        ))
+        .acquire_timeout(settings.database.acquire_timeout)
 }
 
 /// Every session of ours plans each statement for its actual parameters: the batch
@@ -72,69 +70,103 @@ pub fn work_session_options(options: PgConnectOptions) -> PgConnectOptions {
         .options([("synchronous_commit", "off")])
 }
 
-/// The handlers' pool (see [`work_session_options`]), connected on first use: the queue's
-/// pool has already shown that the database answers.
+/// The queue's pool (see [`session_options`]), connected on first use: STARTING waits for
+/// the database with [`wait_for_database`] before anything uses it.
+pub fn pool(settings: &Settings, url: &str) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = url.parse()?;
+    Ok(pool_options(settings).connect_lazy_with(session_options(options)))
+}
+
+/// The handlers' pool (see [`work_session_options`]), connected on first use.
 pub fn work_pool(settings: &Settings, url: &str) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
     Ok(pool_options(settings).connect_lazy_with(work_session_options(options)))
 }
 
-/// Connects, retrying with exponential backoff and jitter until the database answers or
-/// `stop` fires (then `None`). An unreachable database keeps the daemon in STARTING.
-pub async fn connect_with_retry(
-    settings: &Settings,
-    url: &str,
-    stop: &CancellationToken,
-) -> Option<PgPool> {
-    let options: PgConnectOptions = match url.parse() {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::error!(url = %mask_url_password(url), error = %e, "database.url cannot be parsed");
-            return None;
-        }
-    };
-    let options = session_options(options);
+/// Waits until the database answers, retrying with exponential backoff and jitter; false if
+/// `stop` fired first. An unreachable database keeps the daemon in STARTING.
+pub async fn wait_for_database(pool: &PgPool, stop: &CancellationToken) -> bool {
+    let options = pool.connect_options();
     let mut delay = Duration::from_millis(100);
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        // One plain connection first: the pool's own connect retries until its acquire
-        // timeout, which would hide an outage from the log for seconds at a time.
-        let probe =
-            tokio::time::timeout(Duration::from_secs(5), PgConnection::connect_with(&options))
-                .await;
-        let result = match probe {
+        // One plain connection rather than the pool's, whose acquire retries until its
+        // timeout and would hide an outage from the log for seconds at a time.
+        let probe = tokio::select! {
+            probe = tokio::time::timeout(Duration::from_secs(5), PgConnection::connect_with(&options)) => probe,
+            _ = stop.cancelled() => return false,
+        };
+        match probe {
             Ok(Ok(conn)) => {
                 let _ = conn.close().await;
-                pool_options(settings).connect_with(options.clone()).await
+                return true;
             }
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(sqlx::Error::PoolTimedOut),
-        };
-        match result {
-            Ok(pool) => return Some(pool),
-            Err(e) => {
-                metrics::counter!("memwarden_db_errors_total", "op" => "connect").increment(1);
-                tracing::warn!(attempt, error = %e, retry_in_ms = delay.as_millis() as u64, "database unreachable; retrying");
+            Ok(Err(e)) => {
+                crate::telemetry::metrics::db_error("connect");
+                tracing::warn!(attempt, url = %mask_url_password(&url_of(&options)), error = %e, retry_in_ms = delay.as_millis() as u64, "database unreachable; retrying");
+            }
+            Err(_) => {
+                crate::telemetry::metrics::db_error("connect");
+                tracing::warn!(
+                    attempt,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "database unreachable (no answer within 5 s); retrying"
+                );
             }
         }
         let jitter = rand::thread_rng().gen_range(0.8..1.2);
         tokio::select! {
             _ = tokio::time::sleep(delay.mul_f64(jitter)) => {}
-            _ = stop.cancelled() => return None,
+            _ = stop.cancelled() => return false,
         }
         delay = (delay * 2).min(Duration::from_secs(10));
     }
 }
 
-pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    MIGRATOR.run(pool).await
+/// host:port/database of a connection, for the log (no credentials).
+fn url_of(options: &PgConnectOptions) -> String {
+    format!(
+        "postgres://{}:{}/{}",
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or("")
+    )
 }
 
-/// Counts a database error under `memwarden_db_errors_total{op}` and passes it on.
-pub fn count_error<E: std::fmt::Display>(op: &'static str) -> impl FnOnce(E) -> E {
-    move |e| {
-        metrics::counter!("memwarden_db_errors_total", "op" => op).increment(1);
-        e
-    }
+/// Creates database `name` on the server of `url` (dropping any old one) and returns its URL.
+/// For `memwarden dev` and the benchmarks, which work in a database of their own.
+pub async fn fresh_database(url: &str, name: &str) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let opts: PgConnectOptions = url.parse().context("not a postgres URL")?;
+    let mut admin = PgConnection::connect_with(&opts)
+        .await
+        .with_context(|| format!("connecting to {}", mask_url_password(url)))?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await?;
+    admin.close().await?;
+    let base = url.split('?').next().unwrap_or(url);
+    let base = base.rsplit_once('/').map(|(b, _)| b).unwrap_or(base);
+    let query = url
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
+    Ok(format!("{base}/{name}{query}"))
+}
+
+pub async fn drop_database(url: &str, name: &str) -> anyhow::Result<()> {
+    let opts: PgConnectOptions = url.parse()?;
+    let mut admin = PgConnection::connect_with(&opts).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    Ok(())
+}
+
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
 }

@@ -1,5 +1,10 @@
+//! The `memwarden` binary: the command line, and the benchmarks it runs.
+
+mod bench;
+mod cli;
+
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    memwarden::cli::main(memwarden::cli::Cli::parse())
+    cli::main(cli::Cli::parse())
 }

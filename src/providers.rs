@@ -1,7 +1,7 @@
 //! Builds the embedding and extraction providers of the memory-store domain from settings.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
 
 use memwarden_jobs::reembed::BulkSettings;
 use memwarden_jobs::{
@@ -9,35 +9,35 @@ use memwarden_jobs::{
     OpenAiEmbedder, OpenAiEmbeddingConfig, RuleExtractor,
 };
 
-use crate::config::Settings;
+use crate::config::{EmbeddingProvider, ExtractionProvider, Settings};
 
 /// The `hash` embedder's size when `embedding.dimensions` is not set.
 pub const HASH_DIMS: usize = 384;
 
 pub fn embedder(settings: &Settings) -> anyhow::Result<Arc<dyn Embedder>> {
     let e = &settings.embedding;
-    Ok(match e.provider.as_str() {
-        "openai" => Arc::new(OpenAiEmbedder::new(OpenAiEmbeddingConfig {
+    Ok(match e.provider {
+        EmbeddingProvider::Openai => Arc::new(OpenAiEmbedder::new(OpenAiEmbeddingConfig {
             base_url: e.base_url.clone(),
             api_key: e.api_key.clone(),
             model: e.model.clone(),
-            dimensions: e.dimensions,
+            dimensions: e.dimensions.map(NonZeroU32::get),
             max_batch_inputs: e.max_batch_inputs,
             max_batch_tokens: e.max_batch_tokens,
-            timeout: Duration::from_secs_f64(e.timeout),
+            timeout: e.timeout,
             max_retries: e.max_retries,
             ..OpenAiEmbeddingConfig::default()
         })?),
-        _ => Arc::new(HashEmbedder::new(
-            e.dimensions.map(|d| d as usize).unwrap_or(HASH_DIMS),
+        EmbeddingProvider::Hash => Arc::new(HashEmbedder::new(
+            e.dimensions.map_or(HASH_DIMS, |d| d.get() as usize),
         )),
     })
 }
 
 pub fn extractor(settings: &Settings) -> anyhow::Result<Arc<dyn Extractor>> {
     let x = &settings.extraction;
-    Ok(match x.provider.as_str() {
-        "llm" => Arc::new(LlmExtractor::new(LlmExtractionConfig {
+    Ok(match x.provider {
+        ExtractionProvider::Llm => Arc::new(LlmExtractor::new(LlmExtractionConfig {
             base_url: x
                 .base_url
                 .clone()
@@ -47,10 +47,12 @@ pub fn extractor(settings: &Settings) -> anyhow::Result<Arc<dyn Extractor>> {
                 .clone()
                 .or_else(|| settings.embedding.api_key.clone()),
             model: x.model.clone(),
-            timeout: Duration::from_secs_f64(settings.embedding.timeout),
+            timeout: settings.embedding.timeout,
             ..LlmExtractionConfig::default()
         })?),
-        _ => Arc::new(RuleExtractor::new(x.tools.clone(), x.projects.clone())),
+        ExtractionProvider::Rules => {
+            Arc::new(RuleExtractor::new(x.tools.clone(), x.projects.clone()))
+        }
     })
 }
 
@@ -59,8 +61,9 @@ pub fn extractor(settings: &Settings) -> anyhow::Result<Arc<dyn Extractor>> {
 pub fn bulk_settings(settings: &Settings) -> BulkSettings {
     let e = &settings.embedding;
     BulkSettings {
-        concurrency: e.concurrency.max(1) as usize,
-        requests_per_minute: (e.provider == "openai").then_some(e.requests_per_minute),
+        concurrency: e.concurrency.get() as usize,
+        requests_per_minute: (e.provider == EmbeddingProvider::Openai)
+            .then_some(e.requests_per_minute.get()),
         ..BulkSettings::default()
     }
 }

@@ -3,12 +3,10 @@
 
 use std::path::Path;
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::app::App;
-use crate::config::Settings;
+use crate::config::{FileMetadata, Settings};
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -19,32 +17,11 @@ pub enum ReloadStatus {
     NotFound,
 }
 
-/// GoodMem's `ActiveLicenseMetadata`, describing the config file in force.
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct FileMetadata {
-    pub filename: String,
-    pub sha256: String,
-    pub size_bytes: u64,
-    pub modified_at: Option<DateTime<Utc>>,
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct ReloadOutcome {
     pub status: ReloadStatus,
     pub message: String,
     pub active: Option<FileMetadata>,
-}
-
-pub fn file_metadata(path: &Path) -> std::io::Result<FileMetadata> {
-    let bytes = std::fs::read(path)?;
-    let meta = std::fs::metadata(path)?;
-    Ok(FileMetadata {
-        filename: path.display().to_string(),
-        sha256: hex::encode(Sha256::digest(&bytes)),
-        size_bytes: bytes.len() as u64,
-        modified_at: meta.modified().ok().map(DateTime::<Utc>::from),
-    })
 }
 
 /// Rereads the file and applies what can change live: log level, concurrency, schedules,
@@ -83,7 +60,7 @@ pub fn reload(app: &App) -> ReloadOutcome {
             };
         }
     };
-    let metadata = file_metadata(&path).ok();
+    let metadata = FileMetadata::read(&path).ok();
     if *current == newer {
         app.set_active_file(metadata.clone());
         return ReloadOutcome {
@@ -95,16 +72,7 @@ pub fn reload(app: &App) -> ReloadOutcome {
     let restart = current.restart_only_changes(&newer);
     app.replace_settings(newer);
     app.set_active_file(metadata.clone());
-    // Schedules live in the table: write the new set there (in the background, as reload is
-    // called from signal handling and request handlers alike).
-    if let (Some(queue), Ok(handle)) = (app.queue().cloned(), tokio::runtime::Handle::try_current())
-    {
-        handle.spawn(async move {
-            if let Err(e) = crate::queue::cron::sync_schedules(&queue).await {
-                tracing::error!(error = %e, "schedules not updated after the config reload");
-            }
-        });
-    }
+    // The cron loop sees the new settings and writes the schedules into the table itself.
     let message = if restart.is_empty() {
         "configuration reloaded".to_string()
     } else {

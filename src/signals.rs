@@ -2,8 +2,7 @@
 
 use futures::StreamExt;
 use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGTERM, SIGTSTP};
-use signal_hook_tokio::Signals;
-use tokio::sync::mpsc;
+use signal_hook_tokio::{Handle, Signals};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
@@ -15,10 +14,22 @@ pub enum Command {
     Quiet,
 }
 
-/// Registers the handlers and forwards each signal as a command until the receiver is gone.
-pub fn forward(tx: mpsc::UnboundedSender<Command>) -> std::io::Result<()> {
-    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGTSTP])?;
+/// The signal handlers of one run, unregistered when it is dropped.
+pub struct Forwarding(Handle);
+
+impl Drop for Forwarding {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// Registers the handlers and hands each signal to `send` as a command, until `send` says
+/// no one listens any more or the handlers are closed.
+pub fn forward(send: impl Fn(Command) -> bool + Send + 'static) -> std::io::Result<Forwarding> {
+    let signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGTSTP])?;
+    let handle = signals.handle();
     tokio::spawn(async move {
+        let mut signals = signals;
         while let Some(sig) = signals.next().await {
             let cmd = match sig {
                 SIGTERM | SIGINT => Command::Stop,
@@ -26,10 +37,10 @@ pub fn forward(tx: mpsc::UnboundedSender<Command>) -> std::io::Result<()> {
                 SIGTSTP => Command::Quiet,
                 _ => continue,
             };
-            if tx.send(cmd).is_err() {
+            if !send(cmd) {
                 return;
             }
         }
     });
-    Ok(())
+    Ok(Forwarding(handle))
 }

@@ -20,10 +20,30 @@ use tokio_util::sync::CancellationToken;
 use crate::Progress;
 
 /// An ISO 8601 duration such as `P90D`, `P1Y`, `PT24H` or `P0D`, never negative.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct RetentionPeriod {
     text: String,
     span: jiff::Span,
+}
+
+impl PartialEq for RetentionPeriod {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl TryFrom<String> for RetentionPeriod {
+    type Error = EvictionInputError;
+    fn try_from(s: String) -> Result<Self, EvictionInputError> {
+        RetentionPeriod::parse(Some(&s))
+    }
+}
+
+impl From<RetentionPeriod> for String {
+    fn from(r: RetentionPeriod) -> String {
+        r.text
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -81,8 +101,11 @@ impl RetentionPeriod {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum ResourceType {
+    #[serde(alias = "conversation")]
     Conversations,
+    #[serde(alias = "attachment")]
     Attachments,
+    #[serde(alias = "memory")]
     Memories,
 }
 

@@ -29,8 +29,8 @@ pub mod vector;
 pub use args::JobArgs;
 pub use embedding::{EmbedError, Embedder, HashEmbedder, OpenAiEmbedder, OpenAiEmbeddingConfig};
 pub use enrichment::{
-    enrich, enrich_with_index, memories_needing_enrichment, EnrichError, Enricher, EnrichmentArgs,
-    EnrichmentReport, EnrichmentSettings, EnrichmentStatus, NEEDS_ENRICHMENT,
+    enrich, enrich_with_index, memories_needing_enrichment, CatchUpArgs, EnrichError, Enricher,
+    EnrichmentArgs, EnrichmentReport, EnrichmentSettings, EnrichmentStatus, NEEDS_ENRICHMENT,
 };
 pub use extraction::{
     Category, Entity, ExtractError, Extractor, LlmExtractionConfig, LlmExtractor, RuleExtractor,

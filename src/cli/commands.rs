@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -12,9 +12,9 @@ use super::{
     AuditCommand, BenchCommand, Cli, ClientArgs, Command, ConfigCommand, EnqueueArgs, JobsCommand,
     RunArgs,
 };
-use crate::app::App;
-use crate::config::{Overrides, Settings};
-use crate::daemon::{self, Exit};
+use memwarden::config::{Overrides, Settings};
+use memwarden::daemon::Exit;
+use memwarden::startup::{Application, Build, Kinds};
 
 pub fn dispatch(cli: Cli) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -40,7 +40,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
 }
 
 fn load(cli: &Cli, overrides: &Overrides) -> Result<Settings> {
-    Settings::load(cli.config.as_deref(), overrides).map_err(|e| anyhow!(e))
+    Ok(Settings::load(cli.config.as_deref(), overrides)?)
 }
 
 /// Settings for client commands: a broken or absent config still lets them reach the default.
@@ -48,8 +48,8 @@ fn client_for(cli: &Cli, args: &ClientArgs, timeout: Duration) -> Result<Client>
     let addr = match &args.addr {
         Some(a) => a.clone(),
         None => load(cli, &Overrides::default())
-            .map(|s| s.control.addr)
-            .unwrap_or_else(|_| "127.0.0.1:9420".into()),
+            .map(|s| s.control.addr.to_string())
+            .unwrap_or_else(|_| memwarden::config::DEFAULT_CONTROL_ADDR.into()),
     };
     Client::new(&addr, timeout)
 }
@@ -123,8 +123,8 @@ async fn run_command(cli: Cli) -> Result<ExitCode> {
         }
         Command::Migrate(args) => {
             let (settings, pool) = connect(&cli, args.database_url.clone()).await?;
-            crate::telemetry::init_logging(cli.log_format, &settings.log.level);
-            crate::db::migrate(&pool)
+            memwarden::telemetry::init_logging(cli.log_format, &settings.log.level);
+            memwarden::db::migrate(&pool)
                 .await
                 .context("running migrations")?;
             println!("migrations applied");
@@ -222,17 +222,25 @@ async fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
         require_justification: args.admin_require_justification,
     };
     let settings = load(cli, &overrides)?;
-    let log = crate::telemetry::init_logging(cli.log_format, &settings.log.level);
-    crate::telemetry::metrics();
-    let addr = settings.control_addr()?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding the control port {addr} (control.addr)"))?;
-    let app = App::new(settings, cli.config.clone(), overrides, log);
-    let registry = crate::kinds::registry(app.watch_settings())?;
-    match daemon::run(app, listener, registry).await? {
-        Exit::Clean => Ok(ExitCode::SUCCESS),
-        Exit::Hard => Ok(ExitCode::from(1)),
+    let log = memwarden::telemetry::init_logging(cli.log_format, &settings.log.level);
+    let build = Build {
+        config_path: cli.config.clone(),
+        overrides,
+        log,
+        kinds: Kinds::Daemon,
+    };
+    let exit = Application::build(settings, build)
+        .await?
+        .run_until_stopped()
+        .await?;
+    Ok(exit_code(exit))
+}
+
+/// How a daemon's end becomes the process's exit status.
+pub fn exit_code(exit: Exit) -> ExitCode {
+    match exit {
+        Exit::Clean => ExitCode::SUCCESS,
+        Exit::Hard => ExitCode::from(1),
     }
 }
 
@@ -431,7 +439,7 @@ async fn jobs(cli: &Cli, cmd: &JobsCommand) -> Result<ExitCode> {
 
 async fn audit_verify(cli: &Cli, args: &super::DbArgs) -> Result<ExitCode> {
     let (_, pool) = connect(cli, args.database_url.clone()).await?;
-    match crate::audit::verify(&pool)
+    match memwarden::audit::verify(&pool)
         .await
         .context("reading memwarden.audit_log")?
     {
@@ -448,7 +456,7 @@ async fn audit_verify(cli: &Cli, args: &super::DbArgs) -> Result<ExitCode> {
 
 /// Benchmarks log only warnings, so their figures stand out.
 async fn bench(cli: &Cli, cmd: &BenchCommand) -> Result<ExitCode> {
-    crate::telemetry::init_logging(cli.log_format, "warn");
+    memwarden::telemetry::init_logging(cli.log_format, "warn");
     match cmd {
         BenchCommand::Queue {
             jobs,
@@ -508,7 +516,7 @@ async fn connect(cli: &Cli, database_url: Option<String>) -> Result<(Settings, s
     let url = settings
         .database_url()
         .context("no database configured: set DATABASE_URL or --database-url")?;
-    let pool = crate::db::pool_options(&settings)
+    let pool = memwarden::db::pool_options(&settings)
         .connect(url)
         .await
         .context("connecting to the database")?;

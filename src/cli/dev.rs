@@ -7,11 +7,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use rand::distributions::{Alphanumeric, DistString};
 
-use crate::app::App;
-use crate::config::{Overrides, Settings};
-use crate::daemon::{self, Exit};
-use crate::devdb::ThrowawayPostgres;
-use crate::telemetry::LogFormat;
+use memwarden::config::{Overrides, Settings};
+use memwarden::devdb::ThrowawayPostgres;
+use memwarden::startup::{Application, Build, Kinds};
+use memwarden::telemetry::LogFormat;
 
 fn token() -> String {
     Alphanumeric.sample_string(&mut rand::thread_rng(), 32)
@@ -19,14 +18,14 @@ fn token() -> String {
 
 pub async fn dev(config: Option<std::path::PathBuf>, log_format: LogFormat) -> Result<ExitCode> {
     let overrides = Overrides::default();
-    let mut settings = Settings::load(config.as_deref(), &overrides).map_err(anyhow::Error::msg)?;
+    let mut settings = Settings::load(config.as_deref(), &overrides)?;
     let throwaway = match settings.database.url {
         Some(_) => None,
         None => {
             eprintln!("no database configured: starting a throwaway PostgreSQL ...");
             let pg = ThrowawayPostgres::start(false)
                 .context("starting a throwaway PostgreSQL (initdb/pg_ctl)")?;
-            crate::bench::fresh_database(&pg.url("postgres"), "memwarden").await?;
+            memwarden::db::fresh_database(&pg.url("postgres"), "memwarden").await?;
             settings.database.url = Some(pg.url("memwarden"));
             Some(pg)
         }
@@ -35,15 +34,11 @@ pub async fn dev(config: Option<std::path::PathBuf>, log_format: LogFormat) -> R
     let api = settings.auth.api_token.get_or_insert_with(token).clone();
     let admin = settings.auth.admin_token.get_or_insert_with(token).clone();
 
-    let log = crate::telemetry::init_logging(log_format, &settings.log.level);
-    crate::telemetry::metrics();
-    let addr = settings.control_addr()?;
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-        format!("binding the control port {addr} (is another memwarden running? set control.addr)")
-    })?;
+    let log = memwarden::telemetry::init_logging(log_format, &settings.log.level);
+    let addr = settings.control.addr;
     let url = settings
         .database_url()
-        .map(crate::config::mask_url_password)
+        .map(memwarden::config::mask_url_password)
         .unwrap_or_default();
     eprintln!(
         "\nmemwarden dev\n  control port   http://{addr}\n  database       {url}{}\n  API token      {api}\n  admin token    {admin}\n\n\
@@ -53,17 +48,21 @@ pub async fn dev(config: Option<std::path::PathBuf>, log_format: LogFormat) -> R
         if throwaway.is_some() { " (throwaway, removed on exit)" } else { "" }
     );
 
-    let app = App::new(settings, config, overrides, log);
-    let registry = crate::kinds::registry(app.watch_settings())?;
-    let exit = daemon::run(app, listener, registry).await;
+    let build = Build {
+        config_path: config,
+        overrides,
+        log,
+        kinds: Kinds::Daemon,
+    };
+    let exit = match Application::build(settings, build).await {
+        Ok(application) => application.run_until_stopped().await,
+        Err(e) => Err(e.context("is another memwarden running? set control.addr")),
+    };
     if let Some(pg) = throwaway {
         pg.stop();
         eprintln!("throwaway PostgreSQL stopped and removed");
     }
-    match exit? {
-        Exit::Clean => Ok(ExitCode::SUCCESS),
-        Exit::Hard => Ok(ExitCode::from(1)),
-    }
+    Ok(super::commands::exit_code(exit?))
 }
 
 /// A few memories of two owners, so a new user sees enrichment happen. Loaded only into an
@@ -72,7 +71,7 @@ async fn load_demo_memories(url: &str) -> Result<i64> {
     let pool = sqlx::PgPool::connect(url)
         .await
         .context("connecting to the database")?;
-    crate::db::migrate(&pool)
+    memwarden::db::migrate(&pool)
         .await
         .context("running migrations")?;
     let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM memories")

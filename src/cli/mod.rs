@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::telemetry::LogFormat;
+use memwarden::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -1,5 +1,6 @@
 //! Who is calling, and may they? API token, AutoMem's dual admin token, and keys with roles.
-//! Tokens are compared in constant time, as sha256 digests, and never logged.
+//! Tokens are compared in constant time, as sha256 digests, and never logged. What a call is
+//! for (its justification) and the record of it are the audit layer's (`audit_layer`).
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -41,7 +42,7 @@ pub struct Caller {
 }
 
 impl Caller {
-    fn anonymous() -> Self {
+    pub fn anonymous() -> Self {
         Caller {
             client_id: "anonymous".into(),
             role: None,
@@ -65,7 +66,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+pub(super) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     form_urlencoded::parse(query?.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
@@ -170,10 +171,9 @@ fn check_role(caller: Caller, need: Need, settings: &Settings) -> Result<Caller,
     };
     match caller.role {
         Some(role) if allowed.iter().any(|needed| role.grants(*needed)) => Ok(caller),
-        Some(_) => Err(
-            Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden")
-                .with_detail("this key's role does not allow this operation"),
-        ),
+        Some(_) => Err(Problem::forbidden(
+            "this key's role does not allow this operation",
+        )),
         None => {
             let admin_configured =
                 settings.auth.admin_token.is_some() || !settings.auth.keys.is_empty();
@@ -205,9 +205,6 @@ fn unauthorized() -> Problem {
         .with_detail("a valid API token is required (Authorization: Bearer, X-API-Key or ?api_key)")
 }
 
-/// The largest body an audited route reads (the justification may be in it).
-const BODY_LIMIT: usize = 2 * 1024 * 1024;
-
 /// Who a request says it is, whether or not it may do what it asks: for the audit log.
 fn identify(settings: &Settings, presented: &Presented) -> Caller {
     let api_digest = presented.api.as_deref().map(digest);
@@ -232,19 +229,6 @@ fn identify(settings: &Settings, presented: &Presented) -> Caller {
     }
 }
 
-/// The `justification` of a call: from the query, or a string field of a JSON body.
-fn justification_of(query: Option<&str>, body: &[u8]) -> Option<String> {
-    query_param(query, "justification").or_else(|| {
-        serde_json::from_slice::<serde_json::Value>(body)
-            .ok()?
-            .get("justification")?
-            .as_str()
-            .map(str::trim)
-            .filter(|j| !j.is_empty())
-            .map(String::from)
-    })
-}
-
 fn with_challenge(problem: Problem) -> Response {
     let mut resp = problem.into_response();
     if resp.status() == StatusCode::UNAUTHORIZED {
@@ -256,75 +240,30 @@ fn with_challenge(problem: Problem) -> Response {
     resp
 }
 
-/// The middleware: authorizes, hands the `Caller` to the handler as an extension, and writes
-/// an audit entry for every admin, auditor and indexer call, allowed or refused.
-pub async fn require(State((app, need)): State<(App, Need)>, req: Request, next: Next) -> Response {
+/// The middleware of every route group: authorizes the request for the group's need and
+/// hands the `Caller` to the handler, and to the audit layer in the response, refused or not.
+pub async fn require(
+    State((app, need)): State<(App, Need)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let settings = app.settings();
     let presented = Presented::from_request(req.headers(), req.uri().query());
-    if let Need::Public(_) = need {
-        return match authorize(&settings, &presented, need) {
-            Ok(_) => next.run(req).await,
-            Err(problem) => with_challenge(problem),
-        };
-    }
-
-    let (mut parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
-        Ok(b) => b,
-        Err(_) => {
-            return Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "Payload Too Large",
-            )
-            .with_detail(format!("the body is larger than {BODY_LIMIT} bytes"))
-            .into_response()
-        }
-    };
-    let justification = justification_of(parts.uri.query(), &bytes);
-    let client_ip = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
-    let method = parts.method.to_string();
-    let path = parts.uri.path().to_string();
-
-    let (caller, response) = match authorize(&settings, &presented, need) {
-        Err(problem) => (identify(&settings, &presented), with_challenge(problem)),
-        Ok(caller) if justification.as_deref().is_some_and(|j| j.contains('\0')) => {
-            let problem = Problem::bad_request(
-                "invalid_character",
-                "`justification` contains a NUL character (\\u0000), which cannot be stored",
-            );
-            (caller, problem.into_response())
-        }
-        Ok(caller) if settings.admin.require_justification && justification.is_none() => {
-            let problem = Problem::bad_request(
-                "justification_required",
-                "`justification` is required (query parameter or body field): admin.require_justification is on",
-            );
-            (caller, problem.into_response())
-        }
+    match authorize(&settings, &presented, need) {
         Ok(caller) => {
-            parts.extensions.insert(caller.clone());
-            let req = Request::from_parts(parts, axum::body::Body::from(bytes));
-            (caller, next.run(req).await)
+            req.extensions_mut().insert(caller.clone());
+            let mut response = next.run(req).await;
+            response.extensions_mut().insert(caller);
+            response
         }
-    };
-    crate::audit::record(
-        app.pool(),
-        crate::audit::AuditRecord {
-            caller: caller.client_id,
-            role: caller.role.map(|r| r.as_str().to_string()),
-            method,
-            path,
-            status: response.status().as_u16(),
-            client_ip,
-            justification,
-        },
-    )
-    .await;
-    response
+        Err(problem) => {
+            let mut response = with_challenge(problem);
+            response
+                .extensions_mut()
+                .insert(identify(&settings, &presented));
+            response
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! `GET /v1/events` (and Memory Service's `/v1/admin/events`): Server-Sent Events of job and
-//! lifecycle changes. A justification is always required.
+//! `GET /v1/events`: Server-Sent Events of job and lifecycle changes (Memory Service's
+//! `/v1/admin/events` is the same stream). A justification is always required.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -11,10 +11,8 @@ use futures::Stream;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::extract::QueryParams;
-use super::jobs::queue_of;
-use super::openapi::CommonErrors;
-use super::problem::Problem;
+use super::extract::{QueryParams, ReadyQueue};
+use super::problem::{CommonErrors, Problem};
 use crate::app::App;
 use crate::queue::Event;
 
@@ -29,6 +27,7 @@ pub struct EventsQuery {
     responses((status = 200, description = "Server-Sent Events of job and lifecycle changes", content_type = "text/event-stream", body = String), CommonErrors))]
 pub async fn stream(
     State(app): State<App>,
+    ReadyQueue(queue): ReadyQueue,
     QueryParams(q): QueryParams<EventsQuery>,
 ) -> Result<impl IntoResponse, Problem> {
     if q.justification
@@ -42,7 +41,6 @@ pub async fn stream(
             "query parameter `justification`: the events stream always requires a justification",
         ));
     }
-    let queue = queue_of(&app)?;
     let mut jobs = queue.events().subscribe();
     let mut lifecycle = app.lifecycle().subscribe();
     let stream: std::pin::Pin<Box<dyn Stream<Item = Result<SseEvent, Infallible>> + Send>> =
@@ -71,14 +69,4 @@ fn to_sse(e: &Event) -> SseEvent {
     SseEvent::default()
         .event(e.event)
         .data(serde_json::to_string(e).unwrap_or_default())
-}
-
-/// Memory Service's `GET /v1/admin/events`: the same stream.
-#[utoipa::path(get, path = "/v1/admin/events", tag = "events", params(EventsQuery),
-    responses((status = 200, description = "Server-Sent Events of job and lifecycle changes", content_type = "text/event-stream", body = String), CommonErrors))]
-pub async fn admin_stream(
-    state: State<App>,
-    query: QueryParams<EventsQuery>,
-) -> Result<impl IntoResponse, Problem> {
-    stream(state, query).await
 }

@@ -7,6 +7,26 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::problem::Problem;
+use crate::app::App;
+use crate::queue::Queue;
+
+/// The queue, once STARTING has reached and migrated the database; 503 before that, at once,
+/// rather than after a connection timeout.
+pub struct ReadyQueue(pub Queue);
+
+impl FromRequestParts<App> for ReadyQueue {
+    type Rejection = Problem;
+
+    async fn from_request_parts(_parts: &mut Parts, app: &App) -> Result<Self, Problem> {
+        if app.database_ready() {
+            Ok(ReadyQueue(app.queue().clone()))
+        } else {
+            Err(Problem::unavailable(
+                "the daemon is starting and has not reached its database yet",
+            ))
+        }
+    }
+}
 
 /// A JSON body. An empty body reads as `{}`, so routes whose fields are all optional accept a
 /// bare POST. The content type is not checked: clients in the wild omit it.

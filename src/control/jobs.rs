@@ -1,33 +1,27 @@
 //! Native job routes: enqueue, list, show, cancel, retry and purge.
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use memwarden_jobs::reembed::ReembedArgs;
+use memwarden_jobs::{EnrichmentArgs, JobArgs};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::Caller;
-use super::extract::{JsonBody, QueryParams};
-use super::openapi::{
-    ActionReplyDoc, CommonErrors, EnqueueReply, JobDetailDoc, JobList, ProblemDoc,
-};
-use super::problem::Problem;
+use super::cursor::{self, List};
+use super::extract::{JsonBody, QueryParams, ReadyQueue};
+use super::problem::{CommonErrors, Problem, ProblemDoc};
 use crate::app::App;
 use crate::config::Role;
-use crate::queue::admin::{decode_cursor, encode_cursor, ActionError, JobFilter};
+use crate::queue::admin::{ActionError, ActionReply, JobDetail, JobFilter};
+use crate::queue::job::{JobView, StatusFilter};
 use crate::queue::purge::{self, PurgeCutoff, PurgeError, PurgeReport, PurgeRequest};
 use crate::queue::{EnqueueError, NewJob, Queue, Status};
-
-/// The queue, or 503 while the daemon is still starting.
-pub fn queue_of(app: &App) -> Result<&Queue, Problem> {
-    app.queue().ok_or_else(|| {
-        Problem::unavailable("the daemon is starting and has not reached its database yet")
-    })
-}
 
 pub fn parse_id(raw: &str) -> Result<Uuid, Problem> {
     raw.parse().map_err(|_| {
@@ -35,7 +29,7 @@ pub fn parse_id(raw: &str) -> Result<Uuid, Problem> {
     })
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueRequest {
     pub kind: String,
@@ -64,6 +58,10 @@ pub fn enqueue_problem(e: EnqueueError) -> Problem {
         EnqueueError::ArgsNotObject => {
             Problem::bad_request("invalid_field", "field `args`: must be a JSON object")
         }
+        EnqueueError::BadArgs { kind, reason } => Problem::bad_request(
+            "invalid_args",
+            format!("field `args`: not args of kind `{kind}`: {reason}"),
+        ),
         EnqueueError::MaxAttempts => {
             Problem::bad_request("invalid_field", "field `max_attempts`: must be at least 1")
         }
@@ -75,24 +73,30 @@ pub fn enqueue_problem(e: EnqueueError) -> Problem {
 }
 
 /// The kinds an indexer key may enqueue (Memory Service's role matrix).
-pub const INDEXER_KINDS: &[&str] = &["enrichment", "reembed"];
+pub const INDEXER_KINDS: &[&str] = &[EnrichmentArgs::KIND, ReembedArgs::KIND];
+
+#[derive(Serialize, ToSchema)]
+pub struct EnqueueReply {
+    pub id: Uuid,
+    /// The job's status; `unknown` for a duplicate whose job was purged meanwhile.
+    pub status: &'static str,
+    /// True when the unique key was taken and `id` is the existing job.
+    pub duplicate: bool,
+}
 
 /// `POST /v1/jobs` → 201 `{id, status}`, or 200 with the existing id for a taken unique key.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = EnqueueRequest, responses(
     (status = 201, body = EnqueueReply), (status = 200, description = "the unique key is taken: the existing job", body = EnqueueReply), CommonErrors))]
 pub async fn enqueue(
-    State(app): State<App>,
+    ReadyQueue(queue): ReadyQueue,
     Extension(caller): Extension<Caller>,
     JsonBody(req): JsonBody<EnqueueRequest>,
 ) -> Result<Response, Problem> {
-    let queue = queue_of(&app)?;
     if caller.role == Some(Role::Indexer) && !INDEXER_KINDS.contains(&req.kind.as_str()) {
-        return Err(
-            Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden").with_detail(format!(
-                "an indexer may enqueue only {}",
-                INDEXER_KINDS.join(", ")
-            )),
-        );
+        return Err(Problem::forbidden(format!(
+            "an indexer may enqueue only {}",
+            INDEXER_KINDS.join(", ")
+        )));
     }
     let job = NewJob {
         kind: req.kind,
@@ -105,19 +109,24 @@ pub async fn enqueue(
     };
     let r = queue.enqueue(job).await.map_err(enqueue_problem)?;
     let (code, status) = if r.inserted {
-        (StatusCode::CREATED, "available".to_string())
+        (StatusCode::CREATED, Status::Available.as_str())
     } else {
-        let status: Option<String> =
+        let status: Option<Status> =
             sqlx::query_scalar("SELECT status FROM memwarden.jobs WHERE id = $1")
                 .bind(r.id)
                 .fetch_optional(queue.pool())
                 .await?;
-        (StatusCode::OK, status.unwrap_or_else(|| "unknown".into()))
+        (StatusCode::OK, status.map_or("unknown", Status::as_str))
+    };
+    let reply = EnqueueReply {
+        id: r.id,
+        status,
+        duplicate: !r.inserted,
     };
     Ok((
         code,
         [(header::LOCATION, format!("/v1/jobs/{}", r.id))],
-        Json(json!({"id": r.id, "status": status, "duplicate": !r.inserted})),
+        Json(reply),
     )
         .into_response())
 }
@@ -133,107 +142,73 @@ pub struct ListQuery {
     pub cursor: Option<String>,
 }
 
-pub const LIST_DEFAULT: i64 = 50;
-pub const LIST_MAX: i64 = 500;
-
-pub fn page_limit(limit: Option<i64>) -> Result<i64, Problem> {
-    match limit.unwrap_or(LIST_DEFAULT) {
-        n if (1..=LIST_MAX).contains(&n) => Ok(n),
-        n => Err(Problem::bad_request(
-            "invalid_query",
-            format!("query parameter `limit`: must be 1 to {LIST_MAX}, got {n}"),
-        )),
-    }
+#[derive(Serialize, ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<JobView>,
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /v1/jobs`: newest first; `next_cursor` and a `Link` header when there is more.
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery), responses((status = 200, body = JobList), CommonErrors))]
 pub async fn list(
-    State(app): State<App>,
+    ReadyQueue(queue): ReadyQueue,
     QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Response, Problem> {
-    let queue = queue_of(&app)?;
-    let limit = page_limit(q.limit)?;
-    if let Some(s) = &q.status {
-        if s != "scheduled" && Status::parse(s).is_none() {
-            return Err(Problem::bad_request(
+    let limit = cursor::page_limit(q.limit)?;
+    let status = match &q.status {
+        None => None,
+        Some(s) => Some(StatusFilter::parse(s).ok_or_else(|| {
+            Problem::bad_request(
                 "invalid_query",
                 format!("query parameter `status`: unknown status `{s}` (available, scheduled, running, retryable, succeeded, failed, canceled)"),
-            ));
-        }
-    }
-    let before = match &q.cursor {
-        None => None,
-        Some(c) => Some(decode_cursor(c).ok_or_else(|| {
-            Problem::bad_request(
-                "invalid_cursor",
-                "query parameter `cursor`: not a cursor this server issued",
             )
         })?),
+    };
+    let before = match &q.cursor {
+        None => None,
+        Some(c) => Some(cursor::decode::<Uuid>(List::Jobs, c)?),
     };
     let filter = JobFilter {
         queue: q.queue.clone(),
         kind: q.kind.clone(),
-        status: q.status.clone().map(|s| {
-            if s == "cancelled" {
-                "canceled".into()
-            } else {
-                s
-            }
-        }),
+        status,
         before,
         limit: limit + 1,
     };
     let mut rows = queue.list_jobs(&filter).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next = if more {
-        rows.last().map(|r| encode_cursor(r.id))
-    } else {
-        None
+    let next_cursor = more
+        .then(|| rows.last().map(|r| cursor::encode(List::Jobs, r.id)))
+        .flatten();
+    let headers = match &next_cursor {
+        Some(c) => cursor::next_link(
+            "/v1/jobs",
+            c,
+            limit,
+            &[
+                ("queue", &q.queue),
+                ("kind", &q.kind),
+                ("status", &q.status),
+            ],
+        ),
+        None => Default::default(),
     };
-    let jobs: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            let mut v = serde_json::to_value(r).unwrap_or_default();
-            v["status"] = json!(r.display_status());
-            v
-        })
-        .collect();
-    let mut headers = HeaderMap::new();
-    if let Some(cursor) = &next {
-        let mut params: Vec<(String, String)> = vec![
-            ("cursor".into(), cursor.clone()),
-            ("limit".into(), limit.to_string()),
-        ];
-        for (k, v) in [
-            ("queue", &q.queue),
-            ("kind", &q.kind),
-            ("status", &q.status),
-        ] {
-            if let Some(v) = v {
-                params.push((k.into(), v.clone()));
-            }
-        }
-        let query = serde_urlencoded::to_string(&params).unwrap_or_default();
-        if let Ok(v) = HeaderValue::from_str(&format!("</v1/jobs?{query}>; rel=\"next\"")) {
-            headers.insert(header::LINK, v);
-        }
-    }
-    Ok((headers, Json(json!({"jobs": jobs, "next_cursor": next}))).into_response())
+    let jobs = rows.into_iter().map(JobView::from).collect();
+    Ok((headers, Json(JobList { jobs, next_cursor })).into_response())
 }
 
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "job id (UUID)")), responses((status = 200, body = JobDetailDoc), CommonErrors))]
-pub async fn show(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
-    let queue = queue_of(&app)?;
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "job id (UUID)")), responses((status = 200, body = JobDetail), CommonErrors))]
+pub async fn show(
+    ReadyQueue(queue): ReadyQueue,
+    Path(id): Path<String>,
+) -> Result<Json<JobDetail>, Problem> {
     let id = parse_id(&id)?;
     let detail = queue
         .job(id)
         .await?
         .ok_or_else(|| Problem::not_found(format!("no job with id {id}")))?;
-    let mut v = serde_json::to_value(&detail).unwrap_or_default();
-    v["status"] = json!(detail.job.display_status());
-    Ok(Json(v))
+    Ok(Json(detail))
 }
 
 fn action_problem(e: ActionError) -> Problem {
@@ -245,29 +220,30 @@ fn action_problem(e: ActionError) -> Problem {
 }
 
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path, description = "job id (UUID)")),
-    responses((status = 200, body = ActionReplyDoc), (status = 409, description = "not in a cancellable state", content_type = "application/problem+json", body = ProblemDoc), CommonErrors))]
+    responses((status = 200, body = ActionReply), (status = 409, description = "not in a cancellable state", content_type = "application/problem+json", body = ProblemDoc), CommonErrors))]
 pub async fn cancel(
-    State(app): State<App>,
+    ReadyQueue(queue): ReadyQueue,
     Path(id): Path<String>,
-) -> Result<Json<Value>, Problem> {
-    let queue = queue_of(&app)?;
+) -> Result<Json<ActionReply>, Problem> {
     let reply = queue
         .cancel(parse_id(&id)?)
         .await?
         .map_err(action_problem)?;
-    Ok(Json(serde_json::to_value(reply).unwrap_or_default()))
+    Ok(Json(reply))
 }
 
 #[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs", params(("id" = String, Path, description = "job id (UUID)")),
-    responses((status = 200, body = ActionReplyDoc), (status = 409, description = "not failed or canceled, or its unique key is taken", content_type = "application/problem+json", body = ProblemDoc), CommonErrors))]
-pub async fn retry(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
-    let queue = queue_of(&app)?;
+    responses((status = 200, body = ActionReply), (status = 409, description = "not failed or canceled, or its unique key is taken", content_type = "application/problem+json", body = ProblemDoc), CommonErrors))]
+pub async fn retry(
+    ReadyQueue(queue): ReadyQueue,
+    Path(id): Path<String>,
+) -> Result<Json<ActionReply>, Problem> {
     let reply = queue.retry(parse_id(&id)?).await?.map_err(action_problem)?;
-    Ok(Json(serde_json::to_value(reply).unwrap_or_default()))
+    Ok(Json(reply))
 }
 
 /// A purge request in either casing (native snake_case, GoodMem camelCase).
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PurgeBody {
     #[serde(alias = "olderThan")]
@@ -287,21 +263,24 @@ fn purge_problem(e: PurgeError) -> Problem {
 }
 
 /// Validates and runs a purge; shared by the native and GoodMem routes.
-pub async fn run_purge(app: &App, body: PurgeBody) -> Result<PurgeReport, Problem> {
-    let queue = queue_of(app)?;
+pub async fn run_purge(app: &App, queue: &Queue, body: PurgeBody) -> Result<PurgeReport, Problem> {
     let settings = app.settings();
-    let min = std::time::Duration::from_secs_f64(settings.purge.min_retention);
-    let cutoff =
-        PurgeCutoff::parse(body.older_than.as_deref(), min, Utc::now()).map_err(purge_problem)?;
+    let cutoff = PurgeCutoff::parse(
+        body.older_than.as_deref(),
+        settings.purge.min_retention,
+        Utc::now(),
+    )
+    .map_err(purge_problem)?;
     let req = PurgeRequest::new(cutoff, &body.statuses, body.limit, body.dry_run)
         .map_err(purge_problem)?;
-    Ok(purge::purge(queue.pool(), &req, settings.purge.batch_size).await?)
+    Ok(purge::purge(queue.pool(), &req, settings.purge.batch_size.get().into()).await?)
 }
 
 #[utoipa::path(post, path = "/v1/jobs/purge", tag = "jobs", request_body = PurgeBody, responses((status = 200, body = PurgeReport), CommonErrors))]
 pub async fn purge_jobs(
     State(app): State<App>,
+    ReadyQueue(queue): ReadyQueue,
     JsonBody(body): JsonBody<PurgeBody>,
 ) -> Result<Json<PurgeReport>, Problem> {
-    Ok(Json(run_purge(&app, body).await?))
+    Ok(Json(run_purge(&app, &queue, body).await?))
 }

@@ -1,113 +1,141 @@
-//! The control port: an axum server with native routes under `/v1` and thin adapters that keep
-//! the wire formats of GoodMem, AutoMem and Memory Service.
+//! The control port: an axum server with native routes under `/v1` and, in `compat`, thin
+//! adapters that keep the wire formats of GoodMem, AutoMem and Memory Service.
+//!
+//! Every route group gets one authorization layer for what it requires; every group but the
+//! public one also gets the audit layer (justification and one audit entry per call). The
+//! OpenAPI document is collected from the same routes as the router is built.
 
-mod audit_routes;
+pub mod audit_layer;
+pub mod audit_log;
 pub mod auth;
-mod automem;
-mod events;
+pub mod compat;
+pub mod config_reload;
+pub mod cursor;
+pub mod events;
 pub mod extract;
-mod goodmem;
-mod health;
+pub mod follow;
+pub mod health;
 pub mod jobs;
-mod lifecycle_routes;
+pub mod lifecycle;
 pub mod openapi;
 pub mod problem;
-mod queues;
-mod reembed_sync;
-mod schedules;
+pub mod queues;
+pub mod schedules;
 pub mod work;
+
+use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post, put};
-use axum::Router;
+use axum::{Extension, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::App;
 use crate::config::Role;
 use auth::{Need, PublicRoute};
+use compat::{automem, goodmem, memory_service};
 use problem::{Problem, REQUEST_PATH};
 
-/// Routes grouped by what they require; each group gets one authorization layer.
+type Routes = OpenApiRouter<App>;
+
+/// The routes that need `need`, behind its authorization (and, unless public, the audit).
+fn guarded(app: &App, need: Need, routes: Routes) -> Routes {
+    let authorize = middleware::from_fn_with_state((app.clone(), need), auth::require);
+    if matches!(need, Need::Public(_)) {
+        return routes.route_layer(authorize);
+    }
+    // route_layer wraps what is already there: the justification check runs after the
+    // authorization, and the audit layer around both.
+    routes
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            audit_layer::require_justification,
+        ))
+        .route_layer(authorize)
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            audit_layer::record,
+        ))
+}
+
+/// Every route, and the OpenAPI document of exactly those routes.
+pub fn routes(app: &App) -> (Router<App>, utoipa::openapi::OpenApi) {
+    let public = |route: PublicRoute, routes: Routes| guarded(app, Need::Public(route), routes);
+    let open = Routes::new().routes(routes!(openapi::openapi_json));
+    let healthz = public(
+        PublicRoute::Healthz,
+        Routes::new().routes(routes!(health::healthz)),
+    );
+    let readyz = public(
+        PublicRoute::Readyz,
+        Routes::new().routes(routes!(health::readyz)),
+    );
+    let metrics = public(
+        PublicRoute::Metrics,
+        Routes::new().routes(routes!(health::metrics)),
+    );
+    let enrichment_status = public(
+        PublicRoute::EnrichmentStatus,
+        Routes::new().routes(routes!(automem::status)),
+    );
+
+    let auditor = Routes::new()
+        .routes(routes!(lifecycle::status))
+        .routes(routes!(jobs::list))
+        .routes(routes!(jobs::show))
+        .routes(routes!(queues::list))
+        .routes(routes!(schedules::list))
+        .routes(routes!(schedules::get_one))
+        .routes(routes!(audit_log::list))
+        .routes(routes!(events::stream))
+        .routes(routes!(memory_service::events));
+
+    let indexer = Routes::new()
+        .routes(routes!(jobs::enqueue))
+        .routes(routes!(work::reprocess))
+        .routes(routes!(work::reembed))
+        .routes(routes!(automem::reprocess))
+        .routes(routes!(automem::reembed));
+
+    let admin = Routes::new()
+        .routes(routes!(lifecycle::drain))
+        .routes(routes!(lifecycle::resume))
+        .routes(routes!(config_reload::config_reload))
+        .routes(routes!(jobs::purge_jobs))
+        .routes(routes!(jobs::cancel))
+        .routes(routes!(jobs::retry))
+        .routes(routes!(queues::pause))
+        .routes(routes!(queues::resume))
+        .routes(routes!(schedules::put, schedules::delete))
+        .routes(routes!(work::evict))
+        .routes(routes!(work::sync))
+        .routes(routes!(goodmem::drain))
+        .routes(routes!(goodmem::purge))
+        .routes(routes!(goodmem::license_reload))
+        .routes(routes!(automem::sync))
+        .routes(routes!(memory_service::evict));
+
+    OpenApiRouter::with_openapi(openapi::Frame::openapi())
+        .merge(open)
+        .merge(healthz)
+        .merge(readyz)
+        .merge(metrics)
+        .merge(enrichment_status)
+        .merge(guarded(app, Need::Role(Role::Auditor), auditor))
+        .merge(guarded(app, Need::AdminOrIndexer, indexer))
+        .merge(guarded(app, Need::Role(Role::Admin), admin))
+        .split_for_parts()
+}
+
 pub fn router(app: App) -> Router {
-    let guard = |need: Need| middleware::from_fn_with_state((app.clone(), need), auth::require);
-
-    let public = |route: &str, handler, which| {
-        Router::new()
-            .route(route, handler)
-            .route_layer(guard(Need::Public(which)))
-    };
-
-    let auditor = Router::new()
-        .route("/v1/status", get(lifecycle_routes::status))
-        .route("/v1/jobs/{id}", get(jobs::show))
-        .route("/v1/queues", get(queues::list))
-        .route("/v1/audit", get(audit_routes::list))
-        .route("/v1/schedules", get(schedules::list))
-        .route("/v1/events", get(events::stream))
-        .route("/v1/admin/events", get(events::admin_stream))
-        .route_layer(guard(Need::Role(Role::Auditor)));
-    let auditor_list = Router::new()
-        .route("/v1/jobs", get(jobs::list))
-        .route("/v1/schedules/{name}", get(schedules::get_one))
-        .route_layer(guard(Need::Role(Role::Auditor)));
-
-    let indexer = Router::new()
-        .route("/v1/jobs", post(jobs::enqueue))
-        .route("/enrichment/reprocess", post(automem::reprocess))
-        .route("/v1/work/reprocess", post(automem::work_reprocess))
-        .route("/admin/reembed", post(reembed_sync::automem_reembed))
-        .route("/v1/work/reembed", post(reembed_sync::work_reembed))
-        .route_layer(guard(Need::AdminOrIndexer));
-
-    let admin = Router::new()
-        .route("/v1/admin/drain", post(lifecycle_routes::drain))
-        .route("/v1/admin/resume", post(lifecycle_routes::resume))
-        .route("/v1/admin/config/reload", post(goodmem::config_reload))
-        // GoodMem's routes: the same core; requests take camelCase too.
-        .route("/v1/admin:drain", post(lifecycle_routes::goodmem_drain))
-        .route("/v1/admin/background-jobs:purge", post(goodmem::purge))
-        .route("/v1/admin/license:reload", post(goodmem::license_reload))
-        .route("/v1/admin/evict", post(work::memory_service_evict))
-        .route("/v1/work/evict", post(work::evict))
-        .route("/admin/sync", post(reembed_sync::automem_sync))
-        .route("/v1/work/sync", post(reembed_sync::work_sync))
-        .route("/v1/jobs/purge", post(jobs::purge_jobs))
-        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
-        .route("/v1/jobs/{id}/retry", post(jobs::retry))
-        .route("/v1/queues/{name}/pause", post(queues::pause))
-        .route("/v1/queues/{name}/resume", post(queues::resume))
-        .route(
-            "/v1/schedules/{name}",
-            put(schedules::put).delete(schedules::delete),
-        )
-        .route_layer(guard(Need::Role(Role::Admin)));
-
-    Router::new()
-        .merge(public(
-            "/healthz",
-            get(health::healthz),
-            PublicRoute::Healthz,
-        ))
-        .merge(public("/readyz", get(health::readyz), PublicRoute::Readyz))
-        .merge(public(
-            "/metrics",
-            get(health::metrics),
-            PublicRoute::Metrics,
-        ))
-        .route("/openapi.json", get(openapi::openapi_json))
-        .merge(public(
-            "/enrichment/status",
-            get(automem::status),
-            PublicRoute::EnrichmentStatus,
-        ))
-        .merge(auditor)
-        .merge(auditor_list)
-        .merge(indexer)
-        .merge(admin)
+    let (routes, doc) = routes(&app);
+    routes
         .fallback(|| async { Problem::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -117,6 +145,7 @@ pub fn router(app: App) -> Router {
             )
             .with_detail("this route does not take that method")
         })
+        .layer(Extension::<openapi::Document>(Arc::new(doc)))
         .layer(middleware::from_fn(remember_path))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(redacted_span))
         .with_state(app)

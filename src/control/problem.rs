@@ -3,11 +3,48 @@
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::json;
+use utoipa::{IntoResponses, ToSchema};
 
 tokio::task_local! {
     /// The path of the request being served, for the `instance` member.
     pub static REQUEST_PATH: String;
+}
+
+/// An `application/problem+json` error (RFC 9457), with `error` equal to `title`: the body
+/// `Problem` renders, as the OpenAPI document shows it.
+#[derive(Serialize, ToSchema)]
+pub struct ProblemDoc {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    pub instance: Option<String>,
+    pub code: String,
+    pub error: String,
+}
+
+/// The error answers every authenticated route can give.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum CommonErrors {
+    /// A malformed body, a wrong type or an unknown value; `detail` names the field.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(#[to_schema] ProblemDoc),
+    /// Missing or wrong API token, or an admin route without a valid admin token.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(ProblemDoc),
+    /// The role is too low, or no admin token is configured.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(ProblemDoc),
+    /// Not found, or no such route.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(ProblemDoc),
+    /// The daemon has not reached its database yet, or the database is away.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(ProblemDoc),
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +82,19 @@ impl Problem {
         Problem::new(StatusCode::CONFLICT, code, "Conflict").with_detail(detail)
     }
 
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden").with_detail(detail)
+    }
+
+    pub fn precondition_failed(detail: impl Into<String>) -> Self {
+        Problem::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+            "Precondition Failed",
+        )
+        .with_detail(detail)
+    }
+
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -67,7 +117,7 @@ impl Problem {
 
     /// A database error: unreachable or overloaded is 503 (retry later), anything else 500.
     pub fn database(context: &str, error: sqlx::Error) -> Self {
-        metrics::counter!("memwarden_db_errors_total", "op" => "control").increment(1);
+        crate::telemetry::metrics::db_error("control");
         match error {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 tracing::warn!(%error, "{context}");

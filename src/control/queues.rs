@@ -1,23 +1,39 @@
 //! `GET /v1/queues`, `POST /v1/queues/{name}/pause` and `/resume`.
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::jobs::queue_of;
-use super::openapi::{CommonErrors, PausedReply, QueueList};
-use super::problem::Problem;
-use crate::app::App;
+use super::extract::ReadyQueue;
+use super::problem::{CommonErrors, Problem};
+use crate::queue::depth::QueueStatus;
 use crate::queue::enqueue::valid_queue_name;
+use crate::queue::Queue;
 
-#[utoipa::path(get, path = "/v1/queues", tag = "queues", responses((status = 200, body = QueueList), CommonErrors))]
-pub async fn list(State(app): State<App>) -> Result<Json<Value>, Problem> {
-    let queue = queue_of(&app)?;
-    Ok(Json(json!({"queues": queue.status().await?})))
+#[derive(Serialize, ToSchema)]
+pub struct QueueList {
+    pub queues: Vec<QueueStatus>,
 }
 
-async fn set_paused(app: App, name: String, paused: bool) -> Result<Json<Value>, Problem> {
-    let queue = queue_of(&app)?;
+#[utoipa::path(get, path = "/v1/queues", tag = "queues", responses((status = 200, body = QueueList), CommonErrors))]
+pub async fn list(ReadyQueue(queue): ReadyQueue) -> Result<Json<QueueList>, Problem> {
+    Ok(Json(QueueList {
+        queues: queue.status().await?,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PausedReply {
+    pub name: String,
+    pub paused: bool,
+}
+
+async fn set_paused(
+    queue: Queue,
+    name: String,
+    paused: bool,
+) -> Result<Json<PausedReply>, Problem> {
     if !valid_queue_name(&name) {
         return Err(Problem::bad_request(
             "invalid_queue",
@@ -25,21 +41,21 @@ async fn set_paused(app: App, name: String, paused: bool) -> Result<Json<Value>,
         ));
     }
     queue.set_queue_paused(&name, paused).await?;
-    Ok(Json(json!({"name": name, "paused": paused})))
+    Ok(Json(PausedReply { name, paused }))
 }
 
 #[utoipa::path(post, path = "/v1/queues/{name}/pause", tag = "queues", params(("name" = String, Path)), responses((status = 200, body = PausedReply), CommonErrors))]
 pub async fn pause(
-    State(app): State<App>,
+    ReadyQueue(queue): ReadyQueue,
     Path(name): Path<String>,
-) -> Result<Json<Value>, Problem> {
-    set_paused(app, name, true).await
+) -> Result<Json<PausedReply>, Problem> {
+    set_paused(queue, name, true).await
 }
 
 #[utoipa::path(post, path = "/v1/queues/{name}/resume", tag = "queues", params(("name" = String, Path)), responses((status = 200, body = PausedReply), CommonErrors))]
 pub async fn resume(
-    State(app): State<App>,
+    ReadyQueue(queue): ReadyQueue,
     Path(name): Path<String>,
-) -> Result<Json<Value>, Problem> {
-    set_paused(app, name, false).await
+) -> Result<Json<PausedReply>, Problem> {
+    set_paused(queue, name, false).await
 }

@@ -1,20 +1,21 @@
 //! Cron schedules over HTTP, with strong ETags: `If-Match` must match to change or delete,
 //! and `If-None-Match: *` creates only when absent.
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
-use super::extract::JsonBody;
-use super::jobs::queue_of;
-use super::openapi::{CommonErrors, ProblemDoc, ScheduleDoc, ScheduleList};
-use super::problem::Problem;
-use crate::app::App;
-use crate::queue::cron::{list_schedules, CronSpec, Schedule, SCHEDULE_COLUMNS};
+use super::extract::{JsonBody, ReadyQueue};
+use super::problem::{CommonErrors, Problem, ProblemDoc};
+use crate::cron_spec::CronSpec;
+use crate::queue::cron::{list_schedules, Schedule, SCHEDULE_COLUMNS};
 use crate::queue::enqueue::valid_queue_name;
+use crate::queue::Queue;
 
 fn valid_name(name: &str) -> Result<(), Problem> {
     if valid_queue_name(name) {
@@ -27,8 +28,7 @@ fn valid_name(name: &str) -> Result<(), Problem> {
     }
 }
 
-async fn fetch(app: &App, name: &str) -> Result<Option<Schedule>, Problem> {
-    let queue = queue_of(app)?;
+async fn fetch(queue: &Queue, name: &str) -> Result<Option<Schedule>, Problem> {
     Ok(sqlx::query_as(&format!(
         "SELECT {SCHEDULE_COLUMNS} FROM memwarden.schedules WHERE name = $1"
     ))
@@ -37,41 +37,66 @@ async fn fetch(app: &App, name: &str) -> Result<Option<Schedule>, Problem> {
     .await?)
 }
 
-fn with_next(s: &Schedule) -> Value {
-    let mut v = serde_json::to_value(s).unwrap_or_default();
-    v["next_tick_at"] = json!(s.next_tick());
-    v["etag"] = json!(s.etag());
-    v
+/// A schedule as the control port shows it: its row, when it fires next, and its ETag.
+#[derive(Serialize, ToSchema)]
+pub struct ScheduleView {
+    #[serde(flatten)]
+    pub schedule: Schedule,
+    pub next_tick_at: Option<DateTime<Utc>>,
+    pub etag: String,
 }
 
-fn respond(status: StatusCode, s: &Schedule) -> Response {
-    (status, [(header::ETAG, s.etag())], Json(with_next(s))).into_response()
+impl From<Schedule> for ScheduleView {
+    fn from(s: Schedule) -> Self {
+        ScheduleView {
+            next_tick_at: s.next_tick(),
+            etag: s.etag(),
+            schedule: s,
+        }
+    }
+}
+
+fn respond(status: StatusCode, s: Schedule) -> Response {
+    (
+        status,
+        [(header::ETAG, s.etag())],
+        Json(ScheduleView::from(s)),
+    )
+        .into_response()
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ScheduleList {
+    pub schedules: Vec<ScheduleView>,
+    pub next_cursor: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/schedules", tag = "schedules", responses((status = 200, body = ScheduleList), CommonErrors))]
-pub async fn list(State(app): State<App>) -> Result<Json<Value>, Problem> {
-    let queue = queue_of(&app)?;
-    let all: Vec<Value> = list_schedules(queue.pool())
+pub async fn list(ReadyQueue(queue): ReadyQueue) -> Result<Json<ScheduleList>, Problem> {
+    let schedules = list_schedules(queue.pool())
         .await?
-        .iter()
-        .map(with_next)
+        .into_iter()
+        .map(ScheduleView::from)
         .collect();
-    Ok(Json(json!({"schedules": all, "next_cursor": null})))
+    Ok(Json(ScheduleList {
+        schedules,
+        next_cursor: None,
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/schedules/{name}", tag = "schedules", params(("name" = String, Path)),
-    responses((status = 200, body = ScheduleDoc, headers(("ETag" = String))), CommonErrors))]
+    responses((status = 200, body = ScheduleView, headers(("ETag" = String))), CommonErrors))]
 pub async fn get_one(
-    State(app): State<App>,
+    ReadyQueue(queue): ReadyQueue,
     Path(name): Path<String>,
 ) -> Result<Response, Problem> {
-    let s = fetch(&app, &name)
+    let s = fetch(&queue, &name)
         .await?
         .ok_or_else(|| Problem::not_found(format!("no schedule named `{name}`")))?;
-    Ok(respond(StatusCode::OK, &s))
+    Ok(respond(StatusCode::OK, s))
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutSchedule {
     pub cron: String,
@@ -87,19 +112,12 @@ pub struct PutSchedule {
     pub _justification: Option<String>,
 }
 
-fn precondition(detail: impl Into<String>) -> Problem {
-    Problem::new(
-        StatusCode::PRECONDITION_FAILED,
-        "precondition_failed",
-        "Precondition Failed",
-    )
-    .with_detail(detail)
-}
-
 fn if_match_ok(headers: &HeaderMap, current: Option<&Schedule>) -> Result<(), Problem> {
     if let Some(v) = headers.get(header::IF_NONE_MATCH) {
         if v.as_bytes() == b"*" && current.is_some() {
-            return Err(precondition("If-None-Match: * but the schedule exists"));
+            return Err(Problem::precondition_failed(
+                "If-None-Match: * but the schedule exists",
+            ));
         }
     }
     if let Some(v) = headers.get(header::IF_MATCH) {
@@ -109,7 +127,7 @@ fn if_match_ok(headers: &HeaderMap, current: Option<&Schedule>) -> Result<(), Pr
             Some(s) => wanted == "*" || wanted.split(',').any(|t| t.trim() == s.etag()),
         };
         if !ok {
-            return Err(precondition(
+            return Err(Problem::precondition_failed(
                 "If-Match does not match the schedule's current ETag",
             ));
         }
@@ -120,16 +138,15 @@ fn if_match_ok(headers: &HeaderMap, current: Option<&Schedule>) -> Result<(), Pr
 /// `PUT /v1/schedules/{name}`: create (201) or replace (200).
 #[utoipa::path(put, path = "/v1/schedules/{name}", tag = "schedules", request_body = PutSchedule,
     params(("name" = String, Path), ("If-Match" = Option<String>, Header), ("If-None-Match" = Option<String>, Header)),
-    responses((status = 200, body = ScheduleDoc), (status = 201, body = ScheduleDoc),
+    responses((status = 200, body = ScheduleView), (status = 201, body = ScheduleView),
         (status = 412, description = "the precondition failed", content_type = "application/problem+json", body = ProblemDoc), CommonErrors))]
 pub async fn put(
-    State(app): State<App>,
+    ReadyQueue(queue): ReadyQueue,
     Path(name): Path<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<PutSchedule>,
 ) -> Result<Response, Problem> {
     valid_name(&name)?;
-    let queue = queue_of(&app)?;
     CronSpec::parse(&body.cron, body.timezone.as_deref())
         .map_err(|e| Problem::bad_request("invalid_field", format!("field `cron`: {e}")))?;
     if !queue.registry().contains(&body.kind) {
@@ -145,6 +162,15 @@ pub async fn put(
             "field `args`: must be a JSON object",
         ));
     }
+    queue
+        .registry()
+        .check_args(&body.kind, &args)
+        .map_err(|reason| {
+            Problem::bad_request(
+                "invalid_args",
+                format!("field `args`: not args of kind `{}`: {reason}", body.kind),
+            )
+        })?;
     let target_queue = body
         .queue
         .unwrap_or_else(|| queue.default_queue_of(&body.kind));
@@ -185,19 +211,18 @@ pub async fn put(
         } else {
             StatusCode::CREATED
         },
-        &saved,
+        saved,
     ))
 }
 
 #[utoipa::path(delete, path = "/v1/schedules/{name}", tag = "schedules", params(("name" = String, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 204, description = "deleted"), (status = 412, description = "the precondition failed", content_type = "application/problem+json", body = ProblemDoc), CommonErrors))]
 pub async fn delete(
-    State(app): State<App>,
+    ReadyQueue(queue): ReadyQueue,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     valid_name(&name)?;
-    let queue = queue_of(&app)?;
     let mut tx = queue.pool().begin().await?;
     let current: Option<Schedule> = sqlx::query_as(&format!(
         "SELECT {SCHEDULE_COLUMNS} FROM memwarden.schedules WHERE name = $1 FOR UPDATE"

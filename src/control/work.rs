@@ -1,165 +1,29 @@
-//! Enqueue-and-follow for the kinds of work: `POST /v1/work/{kind}` (202, `?wait=true`, or SSE
-//! progress) and the compatibility routes that wait for the job (Memory Service's evict).
-//! Progress is read from the job row, not from in-process events, because any replica may run
-//! the job; and the job runs to its end whether or not the client stays.
+//! The kinds of work, native: `POST /v1/work/{evict,reembed,sync,reprocess}` enqueue the job
+//! and answer as `follow::respond` does (202, `?wait=true`, or SSE progress). The args built
+//! and checked here are shared with the compatibility routes that start the same work.
 
-use std::convert::Infallible;
-use std::time::Duration;
-
-use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures::Stream;
-use serde::Deserialize;
+use memwarden_jobs::eviction::{
+    parse_resource_types, EvictionArgs, EvictionInputError, RetentionPeriod,
+};
+use memwarden_jobs::reembed::{self, InputError, ReembedArgs};
+use memwarden_jobs::sync::SyncArgs;
+use memwarden_jobs::{EnrichmentArgs, JobArgs};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::extract::{JsonBody, QueryParams};
-use super::jobs::{enqueue_problem, queue_of};
-use super::openapi::CommonErrors;
-use super::problem::Problem;
-use crate::app::App;
-use crate::queue::job::JobRow;
+use super::extract::{JsonBody, QueryParams, ReadyQueue};
+use super::follow::{enqueue_work, respond, wait_report, WorkAccepted, WorkDone, WorkQuery};
+use super::jobs::enqueue_problem;
+use super::problem::{CommonErrors, Problem, ProblemDoc};
 use crate::queue::{NewJob, Queue, Status};
 
-#[derive(Debug, Deserialize, Default, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct WorkQuery {
-    /// Wait for the job and answer with its report.
-    pub wait: Option<bool>,
-    /// Memory Service: stream progress instead of waiting.
-    #[serde(rename = "async")]
-    pub is_async: Option<bool>,
-}
-
-pub fn wants_sse(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/event-stream"))
-}
-
-pub async fn enqueue_work(queue: &Queue, kind: &str, args: Value) -> Result<Uuid, Problem> {
-    let r = queue
-        .enqueue(NewJob::new(kind, args))
-        .await
-        .map_err(enqueue_problem)?;
-    Ok(r.id)
-}
-
-async fn job_row(queue: &Queue, id: Uuid) -> Result<Option<JobRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {} FROM memwarden.jobs WHERE id = $1",
-        JobRow::COLUMNS
-    ))
-    .bind(id)
-    .fetch_optional(queue.pool())
-    .await
-}
-
-fn is_terminal(row: &JobRow) -> bool {
-    Status::parse(&row.status).is_some_and(Status::is_terminal)
-}
-
-/// How a followed job is written on the wire.
-#[derive(Clone, Copy, PartialEq)]
-pub enum SseDialect {
-    /// `event: progress` / `event: report` / `event: error`, each with a JSON `data`.
-    Native,
-    /// Memory Service: bare `data: {"progress": N}` lines, and `event: error` on failure.
-    MemoryService,
-}
-
-/// Follows a job on its row: progress while it changes, then its end.
-pub fn follow(queue: Queue, id: Uuid, dialect: SseDialect) -> impl IntoResponse {
-    let stream: std::pin::Pin<Box<dyn Stream<Item = Result<SseEvent, Infallible>> + Send>> =
-        Box::pin(async_stream::stream! {
-            let mut last = -1i16;
-            let mut tick = tokio::time::interval(Duration::from_millis(200));
-            loop {
-                tick.tick().await;
-                let row = match job_row(&queue, id).await {
-                    Ok(Some(row)) => row,
-                    Ok(None) => {
-                        yield Ok(SseEvent::default().event("error").data(json!({"error": "the job is gone"}).to_string()));
-                        return;
-                    }
-                    // A passing database error: keep following.
-                    Err(_) => continue,
-                };
-                let progress = if row.status == "succeeded" { 100 } else { row.progress };
-                if progress != last {
-                    last = progress;
-                    let data = json!({"progress": progress}).to_string();
-                    yield Ok(match dialect {
-                        SseDialect::Native => SseEvent::default().event("progress").data(data),
-                        SseDialect::MemoryService => SseEvent::default().data(data),
-                    });
-                }
-                if is_terminal(&row) {
-                    if row.status == "succeeded" {
-                        if dialect == SseDialect::Native {
-                            let report = row.result.clone().unwrap_or(Value::Null);
-                            yield Ok(SseEvent::default().event("report").data(report.to_string()));
-                        }
-                    } else {
-                        let error = row.last_error.clone().unwrap_or_else(|| format!("the job ended {}", row.status));
-                        yield Ok(SseEvent::default().event("error").data(json!({"error": error}).to_string()));
-                    }
-                    return;
-                }
-            }
-        });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-}
-
-/// Waits for the job's end: its report, or a problem that says why it failed.
-pub async fn wait_report(queue: &Queue, id: Uuid) -> Result<Value, Problem> {
-    let row = queue.wait_for(id).await?;
-    if row.status == "succeeded" {
-        Ok(row.result.unwrap_or(Value::Null))
-    } else {
-        Err(Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "job_failed",
-            "Job Failed",
-        )
-        .with_detail(format!(
-            "job {id} ended {}: {}",
-            row.status,
-            row.last_error.unwrap_or_default()
-        )))
-    }
-}
-
-/// 202 with where to look, 200 with the report (`?wait=true`), or SSE.
-pub async fn respond(
-    queue: &Queue,
-    id: Uuid,
-    query: &WorkQuery,
-    headers: &HeaderMap,
-) -> Result<Response, Problem> {
-    if wants_sse(headers) {
-        return Ok(follow(queue.clone(), id, SseDialect::Native).into_response());
-    }
-    if query.wait.unwrap_or(false) {
-        let report = wait_report(queue, id).await?;
-        return Ok(
-            Json(json!({"job_id": id, "status": "succeeded", "report": report})).into_response(),
-        );
-    }
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, format!("/v1/jobs/{id}"))],
-        Json(json!({"job_id": id, "status_url": format!("/v1/jobs/{id}")})),
-    )
-        .into_response())
-}
-
-/// `POST /v1/work/evict`: `{retention_period, resource_types?, dry_run?}`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+/// `{retention_period, resource_types?, dry_run?}`, in snake_case or camelCase.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvictRequest {
     #[serde(alias = "retentionPeriod")]
@@ -173,10 +37,7 @@ pub struct EvictRequest {
 
 /// Validates an eviction request (400 naming the field) into the job's args.
 pub fn eviction_args(req: EvictRequest) -> Result<Value, Problem> {
-    use memwarden_jobs::eviction::{parse_resource_types, RetentionPeriod};
-    let bad = |e: memwarden_jobs::eviction::EvictionInputError| {
-        Problem::bad_request("invalid_field", e.to_string())
-    };
+    let bad = |e: EvictionInputError| Problem::bad_request("invalid_field", e.to_string());
     let retention = RetentionPeriod::parse(req.retention_period.as_deref()).map_err(bad)?;
     retention.cutoff(chrono::Utc::now()).map_err(bad)?;
     let types = parse_resource_types(&req.resource_types).map_err(bad)?;
@@ -188,53 +49,200 @@ pub fn eviction_args(req: EvictRequest) -> Result<Value, Problem> {
     }))
 }
 
-/// Validates an eviction request and enqueues its job.
-async fn enqueue_eviction(app: &App, req: EvictRequest) -> Result<(&Queue, Uuid), Problem> {
-    let queue = queue_of(app)?;
-    let id = enqueue_work(queue, "eviction", eviction_args(req)?).await?;
-    Ok((queue, id))
+/// `{batch_size?, limit?, force?}`. Fields are checked here, so a wrong one is a 400 that
+/// names it rather than a parse error.
+#[derive(Debug, Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReembedRequest {
+    /// Texts per provider request: 1 to 2048 (default 32).
+    #[schema(value_type = Option<u32>)]
+    pub batch_size: Option<Value>,
+    /// At most this many memories (default: all).
+    #[schema(value_type = Option<u64>)]
+    pub limit: Option<Value>,
+    /// Also re-embed memories whose embedding is fresh.
+    #[schema(value_type = Option<bool>)]
+    pub force: Option<Value>,
+    /// Read by the audit layer from the body.
+    #[serde(rename = "justification")]
+    pub _justification: Option<String>,
 }
 
-/// Enqueues the kind's job and answers as the native work routes do (`respond`).
-pub async fn enqueue_and_respond(
-    app: &App,
+/// `{batch_size?, dry_run?}`.
+#[derive(Debug, Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRequest {
+    /// Texts per provider request when repairing: 1 to 2048 (default 32).
+    #[schema(value_type = Option<u32>)]
+    pub batch_size: Option<Value>,
+    /// Count drift (with up to 10 sample ids per kind) and change nothing.
+    #[schema(value_type = Option<bool>)]
+    pub dry_run: Option<Value>,
+    #[serde(rename = "justification")]
+    pub _justification: Option<String>,
+}
+
+fn invalid(e: InputError) -> Problem {
+    Problem::bad_request("invalid_field", e.to_string())
+}
+
+pub fn reembed_args(req: &ReembedRequest) -> Result<Value, Problem> {
+    let args = ReembedArgs {
+        batch_size: reembed::parse_batch_size(req.batch_size.as_ref()).map_err(invalid)?,
+        limit: reembed::parse_limit(req.limit.as_ref()).map_err(invalid)?,
+        force: reembed::parse_flag("force", req.force.as_ref()).map_err(invalid)?,
+    };
+    Ok(serde_json::to_value(args).unwrap_or_default())
+}
+
+pub fn sync_args(req: &SyncRequest) -> Result<Value, Problem> {
+    let args = SyncArgs {
+        batch_size: reembed::parse_batch_size(req.batch_size.as_ref()).map_err(invalid)?,
+        dry_run: reembed::parse_flag("dry_run", req.dry_run.as_ref()).map_err(invalid)?,
+    };
+    Ok(serde_json::to_value(args).unwrap_or_default())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReprocessRequest {
+    /// Memory ids (UUIDs); at least one.
+    #[serde(default)]
+    pub ids: Vec<String>,
+    /// Read by the audit layer from the body.
+    #[serde(rename = "justification")]
+    pub _justification: Option<String>,
+}
+
+pub fn parse_ids(raw: &[String]) -> Result<Vec<Uuid>, Problem> {
+    if raw.is_empty() {
+        return Err(Problem::bad_request(
+            "invalid_field",
+            "field `ids`: at least one memory id is required",
+        ));
+    }
+    raw.iter()
+        .map(|s| {
+            s.parse::<Uuid>().map_err(|_| {
+                Problem::bad_request("invalid_field", format!("field `ids`: `{s}` is not a UUID"))
+            })
+        })
+        .collect()
+}
+
+/// Enqueues one enrichment job per memory, without a unique key: re-queueing is forced even
+/// when a job for that memory is pending (enrichment is idempotent).
+pub async fn enqueue_reprocess(queue: &Queue, ids: &[Uuid]) -> Result<Vec<Uuid>, Problem> {
+    let jobs = ids
+        .iter()
+        .map(|id| NewJob {
+            priority: 5,
+            ..NewJob::new(EnrichmentArgs::KIND, json!({"memory_id": id}))
+        })
+        .collect();
+    let done = queue.enqueue_many(jobs).await.map_err(enqueue_problem)?;
+    Ok(done.into_iter().map(|e| e.id).collect())
+}
+
+async fn enqueue_and_respond(
+    queue: &Queue,
     kind: &str,
     args: Value,
     query: &WorkQuery,
     headers: &HeaderMap,
 ) -> Result<Response, Problem> {
-    let queue = queue_of(app)?;
     let id = enqueue_work(queue, kind, args).await?;
     respond(queue, id, query, headers).await
 }
 
 #[utoipa::path(post, path = "/v1/work/evict", tag = "work", params(WorkQuery), request_body = EvictRequest,
-    responses((status = 202, description = "enqueued", body = Object), (status = 200, description = "?wait=true: the report", body = Object),
-        (status = 500, description = "?wait=true and the job failed", content_type = "application/problem+json", body = super::openapi::ProblemDoc), CommonErrors))]
+    responses((status = 202, description = "enqueued", body = WorkAccepted), (status = 200, description = "?wait=true: the report", body = WorkDone),
+        (status = 500, description = "?wait=true and the job failed", content_type = "application/problem+json", body = ProblemDoc), CommonErrors))]
 pub async fn evict(
-    State(app): State<App>,
+    ReadyQueue(queue): ReadyQueue,
     QueryParams(query): QueryParams<WorkQuery>,
     headers: HeaderMap,
     JsonBody(req): JsonBody<EvictRequest>,
 ) -> Result<Response, Problem> {
-    enqueue_and_respond(&app, "eviction", eviction_args(req)?, &query, &headers).await
+    let args = eviction_args(req)?;
+    enqueue_and_respond(&queue, EvictionArgs::KIND, args, &query, &headers).await
 }
 
-/// Memory Service's `POST /v1/admin/evict`: 204 when the eviction completes; with
-/// `?async=true` or `Accept: text/event-stream`, `data: {"progress": N}` lines to 100.
-#[utoipa::path(post, path = "/v1/admin/evict", tag = "memory-service", params(WorkQuery), request_body = EvictRequest,
-    responses((status = 204, description = "the eviction completed"), (status = 200, description = "progress stream", content_type = "text/event-stream", body = String),
-        (status = 500, description = "the eviction failed", content_type = "application/problem+json", body = super::openapi::ProblemDoc), CommonErrors))]
-pub async fn memory_service_evict(
-    State(app): State<App>,
+#[utoipa::path(post, path = "/v1/work/reembed", tag = "work", params(WorkQuery), request_body = ReembedRequest,
+    responses((status = 202, description = "enqueued", body = WorkAccepted), (status = 200, description = "?wait=true: the report", body = WorkDone),
+        (status = 500, description = "?wait=true and the job failed", content_type = "application/problem+json", body = ProblemDoc), CommonErrors))]
+pub async fn reembed(
+    ReadyQueue(queue): ReadyQueue,
     QueryParams(query): QueryParams<WorkQuery>,
     headers: HeaderMap,
-    JsonBody(req): JsonBody<EvictRequest>,
+    JsonBody(req): JsonBody<ReembedRequest>,
 ) -> Result<Response, Problem> {
-    let (queue, id) = enqueue_eviction(&app, req).await?;
-    if query.is_async.unwrap_or(false) || wants_sse(&headers) {
-        return Ok(follow(queue.clone(), id, SseDialect::MemoryService).into_response());
+    let args = reembed_args(&req)?;
+    enqueue_and_respond(&queue, ReembedArgs::KIND, args, &query, &headers).await
+}
+
+#[utoipa::path(post, path = "/v1/work/sync", tag = "work", params(WorkQuery), request_body = SyncRequest,
+    responses((status = 202, description = "enqueued", body = WorkAccepted), (status = 200, description = "?wait=true: the report", body = WorkDone),
+        (status = 500, description = "?wait=true and the job failed", content_type = "application/problem+json", body = ProblemDoc), CommonErrors))]
+pub async fn sync(
+    ReadyQueue(queue): ReadyQueue,
+    QueryParams(query): QueryParams<WorkQuery>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<SyncRequest>,
+) -> Result<Response, Problem> {
+    let args = sync_args(&req)?;
+    enqueue_and_respond(&queue, SyncArgs::KIND, args, &query, &headers).await
+}
+
+/// The jobs of a reprocess: the first one's status URL, and every id.
+#[derive(Serialize, ToSchema)]
+pub struct ReprocessAccepted {
+    pub job_id: Uuid,
+    pub job_ids: Vec<Uuid>,
+    pub status_url: String,
+}
+
+/// `?wait=true` with several memories: every job's report, in the order of `ids`.
+#[derive(Serialize, ToSchema)]
+pub struct ReprocessDone {
+    pub job_ids: Vec<Uuid>,
+    pub status: Status,
+    #[schema(value_type = Vec<Object>)]
+    pub reports: Vec<Value>,
+}
+
+#[utoipa::path(post, path = "/v1/work/reprocess", tag = "work", params(WorkQuery), request_body = ReprocessRequest,
+    responses((status = 202, description = "enqueued", body = ReprocessAccepted),
+        (status = 200, description = "?wait=true: `WorkDone` for one memory, `ReprocessDone` for several", body = Object), CommonErrors))]
+pub async fn reprocess(
+    ReadyQueue(queue): ReadyQueue,
+    QueryParams(query): QueryParams<WorkQuery>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<ReprocessRequest>,
+) -> Result<Response, Problem> {
+    let ids = parse_ids(&req.ids)?;
+    let jobs = enqueue_reprocess(&queue, &ids).await?;
+    let first = jobs[0];
+    if jobs.len() == 1 || query.wait != Some(true) {
+        let resp = respond(&queue, first, &query, &headers).await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Ok(resp);
+        }
+        let accepted = ReprocessAccepted {
+            job_id: first,
+            status_url: format!("/v1/jobs/{first}"),
+            job_ids: jobs,
+        };
+        return Ok((StatusCode::ACCEPTED, Json(accepted)).into_response());
     }
-    wait_report(queue, id).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let mut reports: Vec<Value> = Vec::with_capacity(jobs.len());
+    for id in &jobs {
+        reports.push(wait_report(&queue, *id).await?);
+    }
+    Ok(Json(ReprocessDone {
+        job_ids: jobs,
+        status: Status::Succeeded,
+        reports,
+    })
+    .into_response())
 }

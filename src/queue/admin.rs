@@ -3,24 +3,23 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::job::{AttemptRow, JobRow, Reference, Status};
+use super::job::{AttemptRow, JobRow, JobView, Reference, Status, StatusFilter};
 use super::{Queue, CONTROL_CHANNEL, JOBS_CHANNEL};
 
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
     pub queue: Option<String>,
     pub kind: Option<String>,
-    /// `scheduled` is available with a future run_at.
-    pub status: Option<String>,
+    pub status: Option<StatusFilter>,
     /// Only jobs whose id sorts after this one (ids are v7, so newer).
     pub before: Option<Uuid>,
     pub limit: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobDetail {
     #[serde(flatten)]
-    pub job: JobRow,
+    pub job: JobView,
     pub attempts: Vec<AttemptRow>,
     pub references: Vec<Reference>,
 }
@@ -34,26 +33,26 @@ pub enum ActionError {
     #[error("job {id} is {status}; {action} applies to {applies}")]
     WrongState {
         id: Uuid,
-        status: String,
+        status: Status,
         action: &'static str,
         applies: &'static str,
     },
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ActionReply {
     pub id: Uuid,
-    pub status: String,
+    pub status: Status,
     pub message: String,
 }
 
 impl Queue {
     /// Newest first, keyset-paginated on the id.
     pub async fn list_jobs(&self, f: &JobFilter) -> Result<Vec<JobRow>, sqlx::Error> {
-        let (status, scheduled) = match f.status.as_deref() {
-            Some("scheduled") => (Some("available".to_string()), Some(true)),
-            Some("available") => (Some("available".to_string()), Some(false)),
-            Some(other) => (Some(other.to_string()), None),
+        let (status, scheduled) = match f.status {
+            Some(StatusFilter::Scheduled) => (Some(Status::Available), Some(true)),
+            Some(StatusFilter::Is(Status::Available)) => (Some(Status::Available), Some(false)),
+            Some(StatusFilter::Is(other)) => (Some(other), None),
             None => (None, None),
         };
         sqlx::query_as(&format!(
@@ -67,7 +66,7 @@ impl Queue {
         ))
         .bind(&f.queue)
         .bind(&f.kind)
-        .bind(status)
+        .bind(status.map(Status::as_str))
         .bind(scheduled)
         .bind(f.before)
         .bind(f.limit)
@@ -98,7 +97,7 @@ impl Queue {
         .fetch_all(self.pool())
         .await?;
         Ok(Some(JobDetail {
-            job,
+            job: job.into(),
             attempts,
             references,
         }))
@@ -107,7 +106,7 @@ impl Queue {
     /// Available or retryable: canceled at once. Running: its token fires wherever it runs,
     /// and it ends as canceled.
     pub async fn cancel(&self, id: Uuid) -> Result<Result<ActionReply, ActionError>, sqlx::Error> {
-        let row: Option<(String,)> = sqlx::query_as(
+        let row: Option<(Status,)> = sqlx::query_as(
             "UPDATE memwarden.jobs SET \
                status = CASE WHEN status = 'running' THEN status ELSE 'canceled' END, \
                finished_at = CASE WHEN status = 'running' THEN finished_at ELSE now() END, \
@@ -120,7 +119,7 @@ impl Queue {
         .fetch_optional(self.pool())
         .await?;
         match row {
-            Some((status,)) if status == "running" => {
+            Some((status,)) if status == Status::Running => {
                 sqlx::query("SELECT pg_notify($1, $2)")
                     .bind(CONTROL_CHANNEL)
                     .bind(format!("cancel:{id}"))
@@ -150,7 +149,7 @@ impl Queue {
 
     /// Failed or canceled: back to available with a fresh attempt budget.
     pub async fn retry(&self, id: Uuid) -> Result<Result<ActionReply, ActionError>, sqlx::Error> {
-        let row: Result<Option<(String, String)>, sqlx::Error> = sqlx::query_as(
+        let row: Result<Option<(Status, String)>, sqlx::Error> = sqlx::query_as(
             "UPDATE memwarden.jobs SET status = 'available', attempt = 0, run_at = now(), finished_at = NULL, \
                started_at = NULL, progress = 0, cancel_requested_at = NULL \
              WHERE id = $1 AND status IN ('failed', 'canceled') \
@@ -159,7 +158,7 @@ impl Queue {
         .bind(id)
         .fetch_optional(self.pool())
         .await;
-        let row: Option<(String, String)> = match row {
+        let row: Option<(Status, String)> = match row {
             // The unique key is held by a newer live job: retrying would make two.
             Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("23505") => {
                 return Ok(Err(ActionError::UniqueTaken(id)));
@@ -192,7 +191,7 @@ impl Queue {
         action: &'static str,
         applies: &'static str,
     ) -> Result<ActionError, sqlx::Error> {
-        let status: Option<String> =
+        let status: Option<Status> =
             sqlx::query_scalar("SELECT status FROM memwarden.jobs WHERE id = $1")
                 .bind(id)
                 .fetch_optional(self.pool())
@@ -241,9 +240,7 @@ impl Queue {
             .fetch_optional(self.pool())
             .await?;
             match row {
-                Some(r) if Status::parse(&r.status).is_some_and(Status::is_terminal) => {
-                    return Ok(r)
-                }
+                Some(r) if r.is_terminal() => return Ok(r),
                 None => return Err(sqlx::Error::RowNotFound),
                 _ => {}
             }
@@ -266,19 +263,4 @@ impl Queue {
             .await;
         }
     }
-}
-
-/// The opaque cursor of job lists: the last id seen, base64url so clients don't parse it.
-pub fn encode_cursor(id: Uuid) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("j1:{id}"))
-}
-
-pub fn decode_cursor(cursor: &str) -> Option<Uuid> {
-    use base64::Engine;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()?;
-    let text = String::from_utf8(bytes).ok()?;
-    text.strip_prefix("j1:")?.parse().ok()
 }

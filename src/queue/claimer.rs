@@ -9,17 +9,17 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::stream::FuturesUnordered;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use sqlx::Row;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::completer::{Completion, Final};
 use super::events::Event;
-use super::registry::JobCheckpoint;
-use super::{Claimed, JobContext, Outcome, Queue, StopReason};
+use super::runner::run_handler;
+use super::{Claimed, Queue};
 use crate::lifecycle::{InFlight, State};
-use crate::supervisor::{panic_message, Service};
+use crate::supervisor::Service;
 
 pub struct Claimer {
     queue: Queue,
@@ -47,17 +47,14 @@ impl Service for Claimer {
 
     async fn run(&self, stop: CancellationToken) -> anyhow::Result<()> {
         let q = &self.queue;
-        let lifecycle = q.app().lifecycle().clone();
+        let lifecycle = q.lifecycle().clone();
         let mut state_rx = lifecycle.subscribe();
         let waker = q.waker(&self.name);
         let finished = Arc::new(Notify::new());
         let running = Arc::new(AtomicUsize::new(0));
         let mut buffer: VecDeque<Prefetched> = VecDeque::new();
         let kinds = q.registry().kinds();
-        let beat = q
-            .app()
-            .health()
-            .register(self.name(), Duration::from_secs(1));
+        let beat = q.health().register(self.name(), Duration::from_secs(1));
         let mut more_waiting = true;
         // Claims in flight. They run beside dispatch: while one waits for its commit, finished
         // slots keep taking buffered jobs, and a second claim may already be on its way.
@@ -94,7 +91,7 @@ impl Service for Claimer {
             let held = running.load(Ordering::Relaxed) + buffer.len() + pending;
             let want = (concurrency + prefetch)
                 .saturating_sub(held)
-                .min(settings.queue.claim_batch as usize);
+                .min(settings.queue.claim_batch.get() as usize);
             let low = buffer.len() + pending <= prefetch / 2;
             let room_for_claim = claiming.is_empty()
                 || (claiming.len() < MAX_CLAIMS_IN_FLIGHT && !buffer.is_empty());
@@ -114,7 +111,10 @@ impl Service for Claimer {
                 continue;
             }
 
-            let poll = Duration::from_millis(settings.queue.poll_interval_ms.max(10));
+            let poll = settings
+                .queue
+                .poll_interval_ms
+                .max(Duration::from_millis(10));
             tokio::select! {
                 Some((want, result)) = claiming.next(), if !claiming.is_empty() => {
                     pending -= want;
@@ -185,7 +185,7 @@ impl Claimer {
                 more
             }
             Err(e) => {
-                metrics::counter!("memwarden_db_errors_total", "op" => "claim").increment(1);
+                crate::telemetry::metrics::db_error("claim");
                 tracing::warn!(queue = %self.name, error = %e, "claim failed");
                 false
             }
@@ -196,7 +196,7 @@ impl Claimer {
         &self,
         kinds: &[String],
         n: usize,
-        lease: f64,
+        lease: Duration,
     ) -> Result<Vec<Claimed>, sqlx::Error> {
         // `id = ANY(ARRAY(...))` keeps the update on the primary key whatever the LIMIT: joined
         // to the CTE, a large LIMIT made the planner hash the whole table on every claim.
@@ -216,7 +216,7 @@ impl Claimer {
         .bind(kinds)
         .bind(n as i64)
         .bind(self.queue.worker_id())
-        .bind(lease)
+        .bind(lease.as_secs_f64())
         .fetch_all(self.queue.pool())
         .await?;
         let mut jobs: Vec<(i16, Claimed)> = rows
@@ -265,73 +265,5 @@ impl Claimer {
             finished.notify_one();
             q.complete(Completion::new(job, outcome, Some(m), guard));
         });
-    }
-}
-
-/// Runs the handler under the kind's timeout, catching panics, and decides the final word.
-async fn run_handler(q: &Queue, job: &Claimed, cancel: CancellationToken) -> Final {
-    let Some(handler) = q.registry().get(&job.kind).cloned() else {
-        return Final::Discard(format!(
-            "no handler for kind `{}` in this process",
-            job.kind
-        ));
-    };
-    let timeout = q.timeout_of(&job.kind);
-    let ctx = JobContext {
-        id: job.id,
-        kind: job.kind.clone(),
-        args: job.args.clone(),
-        attempt: job.attempt,
-        max_attempts: job.max_attempts,
-        pool: q.work_pool().clone(),
-        cancel: cancel.clone(),
-        progress: q.progress_sink(job.id),
-        checkpoint: JobCheckpoint {
-            queue: q.clone(),
-            job: job.id,
-        },
-        lifecycle: q.app().lifecycle().clone(),
-    };
-    let mut run = std::panic::AssertUnwindSafe(handler.run(ctx))
-        .catch_unwind()
-        .boxed();
-    let result = tokio::select! {
-        r = &mut run => Some(r),
-        _ = tokio::time::sleep(timeout) => None,
-    };
-    let result = match result {
-        Some(r) => r,
-        None => {
-            // Cooperative: fire the token, then give the handler a moment to reach a safe point.
-            q.stop_job(job.id, StopReason::TimedOut);
-            let _ = tokio::time::timeout(Duration::from_secs(5), &mut run).await;
-            return Final::TimedOut(format!("timed out after {:.1} s", timeout.as_secs_f64()));
-        }
-    };
-    let outcome = match result {
-        Ok(outcome) => outcome,
-        Err(panic) => Outcome::Failed(format!("panic: {}", panic_message(&*panic))),
-    };
-    // A job stopped from outside ends as its stopper says, whatever the handler returned
-    // after it noticed; a job that succeeded anyway keeps its success.
-    match (q.stop_reason(job.id), outcome) {
-        (_, Outcome::Succeeded(report)) => Final::Succeeded(report),
-        (Some(StopReason::Canceled), o) => {
-            Final::Canceled(error_of(&o).unwrap_or_else(|| "canceled".into()))
-        }
-        (Some(StopReason::Interrupted), _) => {
-            Final::Interrupted("interrupted: the stop's grace period ended".into())
-        }
-        (Some(StopReason::TimedOut), _) => {
-            Final::TimedOut(format!("timed out after {:.1} s", timeout.as_secs_f64()))
-        }
-        (_, o) => Final::from(o),
-    }
-}
-
-fn error_of(o: &Outcome) -> Option<String> {
-    match o {
-        Outcome::Failed(e) | Outcome::RetryAfter(_, e) | Outcome::Discard(e) => Some(e.clone()),
-        _ => None,
     }
 }

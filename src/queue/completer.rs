@@ -14,9 +14,10 @@ use uuid::Uuid;
 
 use super::events::Event;
 use super::job_metrics::JobMetrics;
-use super::{Claimed, Outcome, Queue};
+use super::{Claimed, Outcome, Queue, Status};
 use crate::lifecycle::InFlight;
 use crate::supervisor::Service;
+use crate::telemetry::metrics::LEASE_LOST;
 
 /// How an attempt ended, as the queue records it.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,7 +76,7 @@ impl Completion {
 
 /// One row of the completion statement.
 struct Row_ {
-    status: &'static str,
+    status: Status,
     delay_s: Option<f64>,
     error: Option<String>,
     result: Option<serde_json::Value>,
@@ -88,7 +89,11 @@ fn row_of(q: &Queue, c: &Completion) -> Row_ {
     let job = &c.job;
     let exhausted = job.attempt >= job.max_attempts;
     let retry = |error: &str, delay: Duration, outcome: &'static str| Row_ {
-        status: if exhausted { "failed" } else { "retryable" },
+        status: if exhausted {
+            Status::Failed
+        } else {
+            Status::Retryable
+        },
         delay_s: (!exhausted).then_some(delay.as_secs_f64()),
         error: Some(error.to_string()),
         result: None,
@@ -98,7 +103,7 @@ fn row_of(q: &Queue, c: &Completion) -> Row_ {
     };
     match &c.outcome {
         Final::Succeeded(report) => Row_ {
-            status: "succeeded",
+            status: Status::Succeeded,
             delay_s: None,
             error: None,
             result: Some(report.clone()),
@@ -110,7 +115,7 @@ fn row_of(q: &Queue, c: &Completion) -> Row_ {
         Final::TimedOut(e) => retry(e, q.backoff_of(&job.kind).delay(job.attempt), "timed_out"),
         Final::RetryAfter(d, e) => retry(e, *d, "failed"),
         Final::Discard(e) => Row_ {
-            status: "failed",
+            status: Status::Failed,
             delay_s: None,
             error: Some(e.clone()),
             result: None,
@@ -119,7 +124,7 @@ fn row_of(q: &Queue, c: &Completion) -> Row_ {
             bump: false,
         },
         Final::Snooze(d) => Row_ {
-            status: "available",
+            status: Status::Available,
             delay_s: Some(d.as_secs_f64()),
             error: None,
             result: None,
@@ -128,7 +133,7 @@ fn row_of(q: &Queue, c: &Completion) -> Row_ {
             bump: false,
         },
         Final::Interrupted(e) => Row_ {
-            status: "available",
+            status: Status::Available,
             delay_s: Some(0.0),
             error: Some(e.clone()),
             result: None,
@@ -137,7 +142,7 @@ fn row_of(q: &Queue, c: &Completion) -> Row_ {
             bump: true,
         },
         Final::Canceled(e) => Row_ {
-            status: "canceled",
+            status: Status::Canceled,
             delay_s: None,
             error: Some(e.clone()),
             result: None,
@@ -146,7 +151,7 @@ fn row_of(q: &Queue, c: &Completion) -> Row_ {
             bump: false,
         },
         Final::Released => Row_ {
-            status: "available",
+            status: Status::Available,
             delay_s: None,
             error: None,
             result: None,
@@ -225,7 +230,7 @@ impl Completer {
         let ids: Vec<Uuid> = batch.iter().map(|c| c.job.id).collect();
         let attempts: Vec<i32> = batch.iter().map(|c| c.job.attempt).collect();
         let results: Vec<_> = rows.iter().map(|r| r.result.as_ref()).collect();
-        let query = if rows.iter().all(|r| r.status == "succeeded") {
+        let query = if rows.iter().all(|r| r.status == Status::Succeeded) {
             sqlx::query(SUCCEED_SQL)
                 .bind(q.worker_id())
                 .bind(&ids)
@@ -236,7 +241,7 @@ impl Completer {
                 .bind(q.worker_id())
                 .bind(&ids)
                 .bind(&attempts)
-                .bind(rows.iter().map(|r| r.status).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
                 .bind(rows.iter().map(|r| r.delay_s).collect::<Vec<_>>())
                 .bind(rows.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())
                 .bind(&results)
@@ -255,7 +260,7 @@ impl Completer {
         for (c, r) in batch.iter().zip(rows) {
             let job = &c.job;
             if rejected.contains(&job.id) {
-                metrics::counter!("memwarden_lease_lost_total").increment(1);
+                metrics::counter!(LEASE_LOST).increment(1);
                 tracing::warn!(job = %job.id, kind = %job.kind, "completion rejected: the lease is no longer ours");
                 continue;
             }
@@ -263,7 +268,7 @@ impl Completer {
                 (Final::Released, _) => continue,
                 (Final::Snooze(_), _) => ("snoozed", "snoozed"),
                 (Final::Interrupted(_), _) => ("interrupted", "interrupted"),
-                (_, status) => (status, status),
+                (_, status) => (status.as_str(), status.as_str()),
             };
             if let Some(m) = &c.metrics {
                 m.finished(outcome);
@@ -284,12 +289,10 @@ impl Service for Completer {
     }
 
     async fn run(&self, stop: CancellationToken) -> anyhow::Result<()> {
-        let Some(mut rx) = self.queue.take_completions() else {
-            anyhow::bail!("the completion receiver is already taken");
-        };
-        let result = self.serve(&mut rx, stop).await;
-        self.queue.give_back_completions(rx);
-        result
+        // Held for the whole run. A run that ends, fails or panics drops the guard, and the
+        // restarted completer takes the same receiver with whatever is waiting in it.
+        let mut rx = self.queue.inner.completions_rx.clone().lock_owned().await;
+        self.serve(&mut rx, stop).await
     }
 }
 
@@ -303,10 +306,10 @@ impl Completer {
         stop: CancellationToken,
     ) -> anyhow::Result<()> {
         let settings = self.queue.settings();
-        let max = settings.queue.complete_batch as usize;
-        let delay = Duration::from_millis(settings.queue.complete_delay_ms);
+        let max = settings.queue.complete_batch.get() as usize;
+        let delay = settings.queue.complete_delay_ms;
         let slots = Arc::new(Semaphore::new(
-            settings.queue.complete_concurrency.max(1) as usize
+            settings.queue.complete_concurrency.get() as usize
         ));
         let mut writes = JoinSet::new();
         let mut stopping = false;
@@ -372,7 +375,7 @@ impl Completer {
                     return;
                 }
                 Err(e) => {
-                    metrics::counter!("memwarden_db_errors_total", "op" => "complete").increment(1);
+                    crate::telemetry::metrics::db_error("complete");
                     failures += 1;
                     let outage = matches!(
                         e,

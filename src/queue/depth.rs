@@ -4,12 +4,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::periodic::Periodic;
+use super::Queue;
+use crate::telemetry::metrics::{QUEUE_DEPTH, QUEUE_OLDEST_AGE, QUEUE_PAUSED};
 use serde::Serialize;
 use sqlx::Row;
-use tokio_util::sync::CancellationToken;
-
-use super::Queue;
-use crate::supervisor::Service;
 
 #[derive(Debug, Clone, Serialize, Default, PartialEq, utoipa::ToSchema)]
 pub struct QueueStatus {
@@ -89,8 +88,23 @@ impl Depth {
     pub fn new(queue: Queue) -> Self {
         Depth { queue }
     }
+}
 
-    async fn refresh(&self) -> Result<(), sqlx::Error> {
+#[async_trait::async_trait]
+impl Periodic for Depth {
+    fn name(&self) -> &'static str {
+        "depth"
+    }
+
+    fn op(&self) -> &'static str {
+        "depth"
+    }
+
+    fn period(&self) -> Duration {
+        self.queue.settings().queue.depth_interval
+    }
+
+    async fn tick(&self) -> anyhow::Result<()> {
         for s in self.queue.status().await? {
             let q = s.name.clone();
             for (status, n) in [
@@ -100,43 +114,13 @@ impl Depth {
                 ("retryable", s.retryable),
                 ("failed", s.failed),
             ] {
-                metrics::gauge!("memwarden_queue_depth", "queue" => q.clone(), "status" => status)
+                metrics::gauge!(QUEUE_DEPTH, "queue" => q.clone(), "status" => status)
                     .set(n as f64);
             }
-            metrics::gauge!("memwarden_queue_oldest_available_age_seconds", "queue" => q.clone())
-                .set(s.oldest_available_age_s);
-            metrics::gauge!("memwarden_queue_paused", "queue" => q).set(if s.paused {
-                1.0
-            } else {
-                0.0
-            });
+            metrics::gauge!(QUEUE_OLDEST_AGE, "queue" => q.clone()).set(s.oldest_available_age_s);
+            metrics::gauge!(QUEUE_PAUSED, "queue" => q).set(if s.paused { 1.0 } else { 0.0 });
         }
         // Also the fallback for a missed pause/resume NOTIFY.
-        self.queue.refresh_paused().await
-    }
-}
-
-#[async_trait::async_trait]
-impl Service for Depth {
-    fn name(&self) -> String {
-        "depth".into()
-    }
-
-    async fn run(&self, stop: CancellationToken) -> anyhow::Result<()> {
-        let period = Duration::from_secs_f64(self.queue.settings().queue.depth_interval);
-        let beat = self.queue.app().health().register(self.name(), period);
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.cancelled() => return Ok(()),
-            }
-            if let Err(e) = self.refresh().await {
-                metrics::counter!("memwarden_db_errors_total", "op" => "depth").increment(1);
-                tracing::warn!(error = %e, "queue depth not refreshed");
-            }
-            beat.beat();
-        }
+        Ok(self.queue.refresh_paused().await?)
     }
 }

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::events::Event;
 use super::Queue;
+use crate::telemetry::metrics::JOBS_ENQUEUED;
 
 /// A job to enqueue. Unset fields take the kind's defaults.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -49,6 +50,8 @@ pub enum EnqueueError {
     UnknownKind(String),
     #[error("`args` must be a JSON object")]
     ArgsNotObject,
+    #[error("`args` do not fit kind `{kind}`: {reason}")]
+    BadArgs { kind: String, reason: String },
     #[error("`max_attempts` must be at least 1")]
     MaxAttempts,
     #[error("`queue` must be 1 to 100 characters of letters, digits, '-', '_' or '.'")]
@@ -89,6 +92,12 @@ impl Queue {
                 if !j.args.is_object() {
                     return Err(EnqueueError::ArgsNotObject);
                 }
+                if let Err(reason) = self.registry().check_args(&j.kind, &j.args) {
+                    return Err(EnqueueError::BadArgs {
+                        kind: j.kind,
+                        reason,
+                    });
+                }
                 if matches!(j.max_attempts, Some(m) if m < 1) {
                     return Err(EnqueueError::MaxAttempts);
                 }
@@ -116,7 +125,7 @@ impl Queue {
         for (j, r) in jobs.iter().zip(&results) {
             let queue = j.queue.as_deref().unwrap_or("default");
             if r.inserted {
-                metrics::counter!("memwarden_jobs_enqueued_total", "kind" => j.kind.clone(), "queue" => queue.to_string())
+                metrics::counter!(JOBS_ENQUEUED, "kind" => j.kind.clone(), "queue" => queue.to_string())
                     .increment(1);
                 self.events()
                     .publish(Event::job("enqueued", r.id, &j.kind, queue));

@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use sqlx::Row;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::periodic::Periodic;
 use super::{Queue, StopReason};
-use crate::supervisor::Service;
+use crate::telemetry::metrics::LEASE_LOST;
 
 pub struct Heartbeat {
     queue: Queue,
@@ -19,8 +19,23 @@ impl Heartbeat {
     pub fn new(queue: Queue) -> Self {
         Heartbeat { queue }
     }
+}
 
-    async fn renew(&self) -> Result<(), sqlx::Error> {
+#[async_trait::async_trait]
+impl Periodic for Heartbeat {
+    fn name(&self) -> &'static str {
+        "heartbeat"
+    }
+
+    fn op(&self) -> &'static str {
+        "heartbeat"
+    }
+
+    fn period(&self) -> Duration {
+        self.queue.settings().queue.heartbeat
+    }
+
+    async fn tick(&self) -> anyhow::Result<()> {
         let q = &self.queue;
         let ids = q.held_ids();
         if ids.is_empty() {
@@ -33,7 +48,7 @@ impl Heartbeat {
         )
         .bind(&ids)
         .bind(q.worker_id())
-        .bind(q.settings().queue.lease)
+        .bind(q.settings().queue.lease.as_secs_f64())
         .fetch_all(q.pool())
         .await?;
         let mut renewed = std::collections::HashSet::with_capacity(rows.len());
@@ -47,35 +62,10 @@ impl Heartbeat {
         // Only jobs still held now: one that completed meanwhile is simply gone.
         for id in ids.into_iter().filter(|id| !renewed.contains(id)) {
             if q.stop_job(id, StopReason::LeaseLost) {
-                metrics::counter!("memwarden_lease_lost_total").increment(1);
+                metrics::counter!(LEASE_LOST).increment(1);
                 tracing::warn!(job = %id, "lease lost; stopping the job");
             }
         }
         Ok(())
-    }
-}
-
-#[async_trait::async_trait]
-impl Service for Heartbeat {
-    fn name(&self) -> String {
-        "heartbeat".into()
-    }
-
-    async fn run(&self, stop: CancellationToken) -> anyhow::Result<()> {
-        let period = Duration::from_secs_f64(self.queue.settings().queue.heartbeat);
-        let beat = self.queue.app().health().register(self.name(), period);
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.cancelled() => return Ok(()),
-            }
-            if let Err(e) = self.renew().await {
-                metrics::counter!("memwarden_db_errors_total", "op" => "heartbeat").increment(1);
-                tracing::warn!(error = %e, "heartbeat failed");
-            }
-            beat.beat();
-        }
     }
 }

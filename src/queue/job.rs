@@ -4,7 +4,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum Status {
@@ -34,6 +36,12 @@ impl Status {
         Self::TERMINAL.contains(&self)
     }
 
+    /// Not yet ended: what a unique key and the depth gauges count.
+    pub fn is_live(self) -> bool {
+        !self.is_terminal()
+    }
+
+    /// The stored name, or `cancelled` as some clients spell it.
     pub fn parse(s: &str) -> Option<Status> {
         Some(match s {
             "available" => Status::Available,
@@ -47,6 +55,28 @@ impl Status {
     }
 }
 
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a job list filters on: a stored status, or `scheduled` (available, run_at ahead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    Is(Status),
+    Scheduled,
+}
+
+impl StatusFilter {
+    pub fn parse(s: &str) -> Option<StatusFilter> {
+        match s {
+            "scheduled" => Some(StatusFilter::Scheduled),
+            other => Status::parse(other).map(StatusFilter::Is),
+        }
+    }
+}
+
 /// A job as the control port shows it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct JobRow {
@@ -55,8 +85,10 @@ pub struct JobRow {
     pub queue: String,
     #[schema(value_type = Object)]
     pub args: serde_json::Value,
-    /// available, scheduled (available with a future run_at), running, retryable, succeeded, failed, canceled
-    pub status: String,
+    /// As stored; the wire shows `display_status` (see `JobView`).
+    #[serde(skip_serializing)]
+    #[schema(ignore)]
+    pub status: Status,
     pub priority: i16,
     pub run_at: DateTime<Utc>,
     pub attempt: i32,
@@ -83,11 +115,34 @@ impl JobRow {
          lease_owner, lease_expires_at, created_at, started_at, finished_at, last_error, progress, result, checkpoint";
 
     /// `available` with a future `run_at` is reported as `scheduled`.
-    pub fn display_status(&self) -> &str {
-        if self.status == "available" && self.run_at > Utc::now() {
+    pub fn display_status(&self) -> &'static str {
+        if self.status == Status::Available && self.run_at > Utc::now() {
             "scheduled"
         } else {
-            &self.status
+            self.status.as_str()
+        }
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        self.status.is_terminal()
+    }
+}
+
+/// A job as the control port shows it: its row, with `status` as the reader means it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct JobView {
+    /// available, scheduled (available with a future run_at), running, retryable, succeeded,
+    /// failed, canceled
+    pub status: &'static str,
+    #[serde(flatten)]
+    pub job: JobRow,
+}
+
+impl From<JobRow> for JobView {
+    fn from(job: JobRow) -> Self {
+        JobView {
+            status: job.display_status(),
+            job,
         }
     }
 }

@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use metrics::{Counter, Gauge, Histogram};
 
+use crate::telemetry::metrics::{JOBS_FINISHED, JOBS_IN_FLIGHT, JOB_DURATION, JOB_WAIT};
+
 /// The outcomes `memwarden_jobs_finished_total` counts.
 pub const OUTCOMES: [&str; 6] = [
     "succeeded",
@@ -27,11 +29,11 @@ impl JobMetrics {
     fn new(kind: &str, queue: &str) -> Self {
         let (k, q) = (kind.to_string(), queue.to_string());
         JobMetrics {
-            wait: metrics::histogram!("memwarden_job_wait_seconds", "kind" => k.clone(), "queue" => q.clone()),
-            duration: metrics::histogram!("memwarden_job_duration_seconds", "kind" => k.clone(), "queue" => q.clone()),
-            in_flight: metrics::gauge!("memwarden_jobs_in_flight", "queue" => q.clone()),
+            wait: metrics::histogram!(JOB_WAIT, "kind" => k.clone(), "queue" => q.clone()),
+            duration: metrics::histogram!(JOB_DURATION, "kind" => k.clone(), "queue" => q.clone()),
+            in_flight: metrics::gauge!(JOBS_IN_FLIGHT, "queue" => q.clone()),
             finished: OUTCOMES.map(|o| {
-                metrics::counter!("memwarden_jobs_finished_total", "kind" => k.clone(), "queue" => q.clone(), "outcome" => o)
+                metrics::counter!(JOBS_FINISHED, "kind" => k.clone(), "queue" => q.clone(), "outcome" => o)
             }),
         }
     }

@@ -43,7 +43,7 @@ impl Service for Listener {
 
     async fn run(&self, stop: CancellationToken) -> anyhow::Result<()> {
         let q = &self.queue;
-        let connected = metrics::gauge!("memwarden_listen_connected");
+        let connected = metrics::gauge!(crate::telemetry::metrics::LISTEN_CONNECTED);
         let listen_url = q.settings().database.listen_url.clone();
         let connect = async {
             match &listen_url {

@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::registry::{Handler, JobContext, Outcome};
 
 /// `probe` args. Every field is optional; an empty object succeeds at once.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProbeArgs {
     /// Milliseconds to work, in 10 ms steps that watch the cancellation token.
@@ -29,14 +29,18 @@ pub struct ProbeArgs {
     pub progress_steps: u32,
 }
 
+impl memwarden_jobs::JobArgs for ProbeArgs {
+    const KIND: &'static str = "probe";
+}
+
 pub struct ProbeHandler;
 
 #[async_trait::async_trait]
 impl Handler for ProbeHandler {
     async fn run(&self, job: JobContext) -> Outcome {
-        let args: ProbeArgs = match serde_json::from_value(job.args.clone()) {
+        let args: ProbeArgs = match job.args() {
             Ok(a) => a,
-            Err(e) => return Outcome::Discard(format!("bad probe args: {e}")),
+            Err(outcome) => return outcome,
         };
         if args.panic {
             panic!("probe asked to panic");

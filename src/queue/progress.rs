@@ -12,17 +12,22 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::events::{Event, Events};
+use super::Queue;
+use crate::supervisor::Service;
+
+/// A job's latest progress, as handlers report it.
+pub type ProgressUpdate = (Uuid, i16);
 
 /// A handler's handle for reporting progress. Repeats of the same value cost nothing.
 #[derive(Clone)]
 pub struct ProgressSink {
     job: Uuid,
     last: Arc<AtomicI16>,
-    tx: Option<mpsc::UnboundedSender<(Uuid, i16)>>,
+    tx: Option<mpsc::UnboundedSender<ProgressUpdate>>,
 }
 
 impl ProgressSink {
-    pub fn new(job: Uuid, tx: mpsc::UnboundedSender<(Uuid, i16)>) -> Self {
+    pub fn new(job: Uuid, tx: mpsc::UnboundedSender<ProgressUpdate>) -> Self {
         Self {
             job,
             last: Arc::new(AtomicI16::new(-1)),
@@ -55,10 +60,27 @@ impl memwarden_jobs::Progress for ProgressSink {
     }
 }
 
-/// Writes the latest progress of each job, batched.
-pub async fn write_progress(
+/// Writes the latest progress of each job, batched, under the supervisor. Like the completer
+/// it holds the receiver only while it runs, so a restarted writer carries on with it.
+pub struct ProgressWriter(pub Queue);
+
+#[async_trait::async_trait]
+impl Service for ProgressWriter {
+    fn name(&self) -> String {
+        "progress-writer".into()
+    }
+
+    async fn run(&self, stop: CancellationToken) -> anyhow::Result<()> {
+        let q = &self.0;
+        let mut rx = q.inner.progress_rx.clone().lock_owned().await;
+        write_progress(q.pool().clone(), &mut rx, q.events().clone(), stop).await;
+        Ok(())
+    }
+}
+
+async fn write_progress(
     pool: PgPool,
-    mut rx: mpsc::UnboundedReceiver<(Uuid, i16)>,
+    rx: &mut mpsc::UnboundedReceiver<ProgressUpdate>,
     events: Events,
     stop: CancellationToken,
 ) {
@@ -86,7 +108,7 @@ pub async fn write_progress(
         .execute(&pool)
         .await;
         if let Err(e) = result {
-            metrics::counter!("memwarden_db_errors_total", "op" => "progress").increment(1);
+            crate::telemetry::metrics::db_error("progress");
             tracing::warn!(error = %e, "progress not stored");
         }
         for (id, p) in ids.into_iter().zip(values) {

@@ -9,6 +9,7 @@ use sqlx::PgPool;
 
 use super::registry::{Handler, JobContext, Outcome};
 use super::Status;
+use crate::telemetry::metrics::PURGED;
 
 /// A cutoff that is far enough in the past: parsed and checked once, trusted after.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -202,7 +203,7 @@ pub async fn purge(
         ("job_attempts", report.attempts_purged),
         ("job_references", report.references_purged),
     ] {
-        metrics::counter!("memwarden_purged_total", "table" => table).increment(n as u64);
+        metrics::counter!(PURGED, "table" => table).increment(n as u64);
     }
     tracing::info!(
         jobs = report.jobs_purged,
@@ -215,17 +216,21 @@ pub async fn purge(
 }
 
 /// The `job-purge` kind's args, as the schedule and `POST /v1/jobs` give them.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct PurgeArgs {
-    older_than: Option<String>,
+pub struct PurgeArgs {
+    pub older_than: Option<String>,
     /// Instead of `older_than`: purge what finished more than this many seconds ago.
-    retention_s: Option<f64>,
+    pub retention_s: Option<f64>,
     #[serde(default)]
-    statuses: Vec<String>,
-    limit: Option<i64>,
+    pub statuses: Vec<String>,
+    pub limit: Option<i64>,
     #[serde(default)]
-    dry_run: bool,
+    pub dry_run: bool,
+}
+
+impl memwarden_jobs::JobArgs for PurgeArgs {
+    const KIND: &'static str = "job-purge";
 }
 
 /// The `job-purge` handler. It reads its limits from the settings at run time.
@@ -237,9 +242,9 @@ pub struct PurgeHandler {
 #[async_trait::async_trait]
 impl Handler for PurgeHandler {
     async fn run(&self, job: JobContext) -> Outcome {
-        let args: PurgeArgs = match serde_json::from_value(job.args.clone()) {
+        let args: PurgeArgs = match job.args() {
             Ok(a) => a,
-            Err(e) => return Outcome::Discard(format!("bad job-purge args: {e}")),
+            Err(outcome) => return outcome,
         };
         let now = Utc::now();
         let cutoff = match (&args.older_than, args.retention_s) {

@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
+use super::periodic::Periodic;
 use super::Queue;
-use crate::supervisor::Service;
+use crate::telemetry::metrics::REAPED_JOBS;
 
 const REAP_SQL: &str = "\
 WITH lost AS ( \
@@ -33,12 +32,15 @@ pub struct Reaper {
     queue: Queue,
 }
 
+/// Jobs rescued per statement; a pass repeats the statement while it fills.
+const REAP_BATCH: i64 = 1000;
+
 impl Reaper {
     pub fn new(queue: Queue) -> Self {
         Reaper { queue }
     }
 
-    /// One pass; returns how many jobs were rescued.
+    /// One statement; returns how many jobs it rescued.
     pub async fn reap(queue: &Queue) -> Result<i64, sqlx::Error> {
         let rows: Vec<(String, i64)> = sqlx::query_as(REAP_SQL).fetch_all(queue.pool()).await?;
         let mut total = 0;
@@ -52,7 +54,7 @@ impl Reaper {
                 .await?;
         }
         if total > 0 {
-            metrics::counter!("memwarden_reaped_jobs_total").increment(total as u64);
+            metrics::counter!(REAPED_JOBS).increment(total as u64);
             tracing::warn!(jobs = total, "rescued jobs whose lease expired");
         }
         Ok(total)
@@ -60,34 +62,22 @@ impl Reaper {
 }
 
 #[async_trait::async_trait]
-impl Service for Reaper {
-    fn name(&self) -> String {
-        "reaper".into()
+impl Periodic for Reaper {
+    fn name(&self) -> &'static str {
+        "reaper"
     }
 
-    async fn run(&self, stop: CancellationToken) -> anyhow::Result<()> {
-        let period = Duration::from_secs_f64(self.queue.settings().queue.reaper_interval);
-        let beat = self.queue.app().health().register(self.name(), period);
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.cancelled() => return Ok(()),
-            }
-            // The reaper runs in DRAINING too: rescuing a dead worker's jobs is never wrong.
-            loop {
-                match Self::reap(&self.queue).await {
-                    Ok(n) if n >= 1000 => continue,
-                    Ok(_) => break,
-                    Err(e) => {
-                        metrics::counter!("memwarden_db_errors_total", "op" => "reap").increment(1);
-                        tracing::warn!(error = %e, "reaper pass failed");
-                        break;
-                    }
-                }
-            }
-            beat.beat();
-        }
+    fn op(&self) -> &'static str {
+        "reap"
+    }
+
+    fn period(&self) -> Duration {
+        self.queue.settings().queue.reaper_interval
+    }
+
+    /// The reaper runs in DRAINING too: rescuing a dead worker's jobs is never wrong.
+    async fn tick(&self) -> anyhow::Result<()> {
+        while Self::reap(&self.queue).await? >= REAP_BATCH {}
+        Ok(())
     }
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use memwarden_jobs::{Checkpoint, CheckpointError};
+use memwarden_jobs::{Checkpoint, CheckpointError, JobArgs};
 use sqlx::PgPool;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
@@ -52,6 +52,13 @@ pub struct JobContext {
 }
 
 impl JobContext {
+    /// The job's args as the kind's type, or the outcome that discards a job whose args do
+    /// not fit (enqueue refuses those, but a row written by SQL is not checked).
+    pub fn args<T: JobArgs>(&self) -> Result<T, Outcome> {
+        serde_json::from_value(self.args.clone())
+            .map_err(|e| Outcome::Discard(format!("bad {} args: {e}", T::KIND)))
+    }
+
     /// A token that fires with `cancel`, and also as soon as the daemon starts to drain. A
     /// resumable job stops on it at its next checkpoint and returns [`Outcome::Yielded`], so a
     /// drain does not wait for a long bulk job (the next worker continues it). Keep the
@@ -140,9 +147,24 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
+/// Checks a job's args before it is enqueued: the kind's own args type, deserialized.
+type ArgsCheck = fn(&serde_json::Value) -> Result<(), String>;
+
+fn check_as<A: JobArgs>(args: &serde_json::Value) -> Result<(), String> {
+    serde_json::from_value::<A>(args.clone())
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+#[derive(Clone)]
+struct Entry {
+    handler: Arc<dyn Handler>,
+    check: Option<ArgsCheck>,
+}
+
 #[derive(Clone, Default)]
 pub struct Registry {
-    handlers: HashMap<String, Arc<dyn Handler>>,
+    handlers: HashMap<String, Entry>,
 }
 
 impl Registry {
@@ -150,13 +172,41 @@ impl Registry {
         Self::default()
     }
 
+    /// A kind whose args are `A`: its name is `A::KIND`, and args that do not deserialize as
+    /// `A` are refused when enqueued, not when run.
+    pub fn register_kind<A: JobArgs>(mut self, handler: impl Handler) -> Self {
+        self.handlers.insert(
+            A::KIND.to_string(),
+            Entry {
+                handler: Arc::new(handler),
+                check: Some(check_as::<A>),
+            },
+        );
+        self
+    }
+
+    /// A kind that takes any args object (the benchmarks' no-op kinds).
     pub fn register(mut self, kind: impl Into<String>, handler: impl Handler) -> Self {
-        self.handlers.insert(kind.into(), Arc::new(handler));
+        self.handlers.insert(
+            kind.into(),
+            Entry {
+                handler: Arc::new(handler),
+                check: None,
+            },
+        );
         self
     }
 
     pub fn get(&self, kind: &str) -> Option<&Arc<dyn Handler>> {
-        self.handlers.get(kind)
+        self.handlers.get(kind).map(|e| &e.handler)
+    }
+
+    /// Whether `args` fit the kind; the reason when they do not.
+    pub fn check_args(&self, kind: &str, args: &serde_json::Value) -> Result<(), String> {
+        match self.handlers.get(kind).and_then(|e| e.check) {
+            Some(check) => check(args),
+            None => Ok(()),
+        }
     }
 
     pub fn kinds(&self) -> Vec<String> {

@@ -182,7 +182,7 @@ async fn unique_keys_priorities_and_scheduled_jobs() {
     let r = d
         .post(
             "/v1/jobs",
-            json!({"kind": "probe", "args": {"other": 1}, "unique_key": "u-1"}),
+            json!({"kind": "probe", "args": {"sleep_ms": 1}, "unique_key": "u-1"}),
         )
         .await;
     assert_eq!(

@@ -138,18 +138,18 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     dot / (na.sqrt() * nb.sqrt())
 }
 
+/// Requests to the embedding provider, by provider and status (the runtime describes it).
+pub const EMBEDDING_REQUESTS: &str = "memwarden_embedding_requests_total";
+/// Texts sent to the embedding provider, by provider.
+pub const EMBEDDING_INPUTS: &str = "memwarden_embedding_inputs_total";
+
 pub(crate) fn count_request(provider: &str, status: &'static str) {
-    metrics::counter!(
-        "memwarden_embedding_requests_total",
-        "provider" => provider.to_string(),
-        "status" => status
-    )
-    .increment(1);
+    metrics::counter!(EMBEDDING_REQUESTS, "provider" => provider.to_string(), "status" => status)
+        .increment(1);
 }
 
 pub(crate) fn count_inputs(provider: &str, n: usize) {
-    metrics::counter!("memwarden_embedding_inputs_total", "provider" => provider.to_string())
-        .increment(n as u64);
+    metrics::counter!(EMBEDDING_INPUTS, "provider" => provider.to_string()).increment(n as u64);
 }
 
 #[cfg(test)]

@@ -4,8 +4,20 @@
 //! written before the trigger existed, a content change absorbed by a job for the same memory
 //! that was already running, and everything enriched by an older pipeline version.
 
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
+
+use crate::JobArgs;
+
+/// The catch-up schedule's job: it takes no args.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CatchUpArgs {}
+
+impl JobArgs for CatchUpArgs {
+    const KIND: &'static str = "enrichment-catchup";
+}
 
 /// What makes a live memory catch-up work, with `$1` the current pipeline version: it was
 /// never enriched for its current content (`enriched_at` is NULL, or older than `updated_at`),

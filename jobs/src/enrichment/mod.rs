@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-pub use catch_up::{memories_needing_enrichment, NEEDS_ENRICHMENT};
+pub use catch_up::{memories_needing_enrichment, CatchUpArgs, NEEDS_ENRICHMENT};
 pub use patterns::{pattern_confidence, pattern_id, top_terms, PATTERN_SAMPLE, PATTERN_TERMS};
 
 use crate::embedding::{validate_vectors, EmbedError, Embedder};

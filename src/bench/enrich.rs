@@ -1,0 +1,97 @@
+//! `memwarden bench enrich`: N memories over `owners` owners inserted with one plain SQL
+//! `INSERT` (the trigger enqueues each), enriched by the real daemon with the configured
+//! embedder (`hash` by default); timed from the insert until every memory is enriched.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use memwarden::config::QueueConfig;
+use memwarden::startup::Kinds;
+use sqlx::PgPool;
+
+use super::support::{bench_settings, in_fresh_database, rss_mb, start_daemon};
+
+pub async fn enrich(server_url: &str, n: i64, owners: i64, concurrency: u32) -> Result<()> {
+    in_fresh_database(server_url, "enrich", |url| run(url, n, owners, concurrency)).await
+}
+
+async fn run(url: String, n: i64, owners: i64, concurrency: u32) -> Result<()> {
+    let pool = PgPool::connect(&url).await?;
+    memwarden::db::migrate(&pool).await?;
+    let mut settings = bench_settings("", &url)?;
+    settings.queues.insert(
+        "default".into(),
+        QueueConfig {
+            concurrency: NonZeroU32::new(concurrency)
+                .context("--concurrency must be at least 1")?,
+            prefetch: None,
+        },
+    );
+    let daemon = start_daemon(settings, Kinds::Daemon).await?;
+    let port = daemon.addr;
+    let t0 = Instant::now();
+    sqlx::query(
+        "INSERT INTO memories (owner_id, memory_type, content, created_at) \
+         SELECT 'owner-' || (g % $2), (ARRAY['Decision','Preference','Insight','Context','Pattern'])[1 + g % 5], \
+                'Memory ' || g || ': the team discussed postgres queues, rust services and deploys with Alice Walker; ' || \
+                'topic ' || (g % 37) || ' #memwarden', now() - ((g % 600) || ' minutes')::interval \
+         FROM generate_series(1, $1) g",
+    )
+    .bind(n)
+    .bind(owners)
+    .execute(&pool)
+    .await?;
+    let mut peak_rss = rss_mb();
+    loop {
+        let left: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM memories WHERE enriched_at IS NULL")
+                .fetch_one(&pool)
+                .await?;
+        peak_rss = peak_rss.max(rss_mb());
+        if left == 0 {
+            break;
+        }
+        if daemon.is_finished() {
+            bail!("the daemon stopped during the benchmark");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    let failed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM memwarden.jobs WHERE kind = 'enrichment' AND status = 'failed'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let (edges, entities): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM memory_edges), (SELECT count(*) FROM memory_entities)",
+    )
+    .fetch_one(&pool)
+    .await?;
+    println!("memwarden enrich N={n} owners={owners} C={concurrency}: {:.0} memories/s ({dt:.2} s from insert to all enriched)", n as f64 / dt);
+    println!("failed jobs {failed}, edges {edges}, entities {entities}, peak rss_mb {peak_rss:.1}");
+    // The issue's check, as an AutoMem client makes it: the status route drains to 0.
+    let status = drained_enrichment_status(port).await?;
+    println!("GET /enrichment/status: {status}");
+    daemon.stop(Duration::from_secs(10)).await?;
+    Ok(())
+}
+
+/// AutoMem's `GET /enrichment/status` from the daemon's control port, once its `queue_depth`
+/// is 0 (within 10 s: the last completions are written in batches).
+async fn drained_enrichment_status(port: SocketAddr) -> Result<serde_json::Value> {
+    let url = format!("http://{port}/enrichment/status");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status: serde_json::Value =
+            reqwest::get(&url).await?.error_for_status()?.json().await?;
+        if status["queue_depth"] == 0 {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            bail!("/enrichment/status still reports work 10 s after every memory was enriched: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,16 @@
+//! `memwarden bench`: each kind of work measured end to end on a database of its own,
+//! through the daemon's own startup and machinery. The figures and how to read them are in
+//! docs/performance.md; the side-by-side runs against peers are in `benches/`.
+
+mod enrich;
+mod evict;
+mod queue;
+mod reembed;
+mod support;
+mod sync;
+
+pub use enrich::enrich;
+pub use evict::evict;
+pub use queue::queue;
+pub use reembed::reembed;
+pub use sync::sync;

@@ -1,0 +1,208 @@
+//! `memwarden bench queue`: throughput and enqueue-to-start latency of the real daemon (the
+//! same startup as `memwarden run`) on a fresh database, printed in the two lines of
+//! spec/performance.md. Memory (RSS) goes to stderr, so stdout stays exactly two lines.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use memwarden::config::QueueConfig;
+use memwarden::lifecycle::State;
+use memwarden::queue::{enqueue, Handler, JobContext, NewJob, Outcome, Registry};
+use memwarden::startup::{Application, Build, Kinds};
+use rand::Rng;
+use tokio::sync::Notify;
+
+use super::support::{bench_settings, in_fresh_database, percentile, rss_mb};
+
+/// Records when each latency probe started, keyed by its sample number.
+#[derive(Clone, Default)]
+struct Starts {
+    at: Arc<Mutex<HashMap<u64, Instant>>>,
+    notify: Arc<Notify>,
+}
+
+struct LatencyHandler(Starts);
+
+#[async_trait::async_trait]
+impl Handler for LatencyHandler {
+    async fn run(&self, job: JobContext) -> Outcome {
+        let now = Instant::now();
+        if let Some(i) = job.args.get("i").and_then(|v| v.as_u64()) {
+            self.0.at.lock().expect("starts lock").insert(i, now);
+            self.0.notify.notify_waiters();
+        }
+        Outcome::Succeeded(serde_json::Value::Null)
+    }
+}
+
+/// The benchmark's job: nothing, but counted, so the bench knows when to look at the table.
+struct CountedNoop(Arc<AtomicUsize>);
+
+#[async_trait::async_trait]
+impl Handler for CountedNoop {
+    async fn run(&self, _job: JobContext) -> Outcome {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Outcome::Succeeded(serde_json::Value::Null)
+    }
+}
+
+pub async fn queue(server_url: &str, n: usize, concurrency: u32, samples: usize) -> Result<()> {
+    in_fresh_database(server_url, "queue", |url| run(url, n, concurrency, samples)).await
+}
+
+async fn run(url: String, n: usize, concurrency: u32, samples: usize) -> Result<()> {
+    // The bench's own choices, then MEMWARDEN_* from the environment.
+    let mut settings = bench_settings("[queue]\nclaim_batch = 500\ncomplete_batch = 1000\n", &url)?;
+    // Like graphile-worker's batched configuration (a 500-job local queue), claim far ahead.
+    let prefetch = settings
+        .queues
+        .get("default")
+        .and_then(|q| q.prefetch)
+        .or(Some(500));
+    settings.queues.insert(
+        "default".into(),
+        QueueConfig {
+            concurrency: NonZeroU32::new(concurrency)
+                .context("--concurrency must be at least 1")?,
+            prefetch,
+        },
+    );
+
+    // The enqueuing client, configured like the peers' (node-postgres): no liveness round trip
+    // of its own before each statement, so the latency is enqueue plus pickup, as theirs is.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .test_before_acquire(false)
+        .connect(&url)
+        .await?;
+    memwarden::db::migrate(&pool).await?;
+    let jobs: Vec<NewJob> = (0..n)
+        .map(|i| NewJob {
+            queue: Some("default".into()),
+            max_attempts: Some(25),
+            ..NewJob::new("bench-noop", serde_json::json!({ "i": i }))
+        })
+        .collect();
+    for chunk in jobs.chunks(10_000) {
+        enqueue::insert_jobs(&pool, chunk).await?;
+    }
+    sqlx::query("VACUUM ANALYZE memwarden.jobs")
+        .execute(&pool)
+        .await?;
+
+    let starts = Starts::default();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let registry = Registry::new()
+        .register("bench-noop", CountedNoop(ran.clone()))
+        .register("bench-latency", LatencyHandler(starts.clone()));
+
+    let t0 = Instant::now();
+    let build = Build {
+        kinds: Kinds::Custom(registry),
+        ..Build::default()
+    };
+    let daemon = Application::build(settings, build).await?.spawn()?;
+    let app = daemon.app.clone();
+    let mut peak_rss = rss_mb();
+    let mut ready_after = None;
+    loop {
+        if ready_after.is_none() && app.lifecycle().state() == State::Ready {
+            ready_after = Some(t0.elapsed());
+        }
+        peak_rss = peak_rss.max(rss_mb());
+        // Follow the handler's run count (free), and confirm in the table once it says all ran:
+        // polling the table every 20 ms would tax the database being measured.
+        if ran.load(Ordering::Relaxed) >= n {
+            let left: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM memwarden.jobs WHERE status IN ('available', 'retryable', 'running'))",
+            )
+            .fetch_one(&pool)
+            .await?;
+            if !left {
+                break;
+            }
+        }
+        if daemon.is_finished() {
+            bail!(
+                "the daemon stopped during the benchmark: {:?}",
+                daemon.stop(Duration::from_secs(1)).await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM memwarden.job_attempts")
+        .fetch_one(&pool)
+        .await?;
+    let succeeded: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM memwarden.jobs WHERE status = 'succeeded'")
+            .fetch_one(&pool)
+            .await?;
+    if succeeded as usize != n || attempts as usize != n {
+        bail!(
+            "expected {n} succeeded jobs with {n} attempt rows, found {succeeded} and {attempts}"
+        );
+    }
+    println!(
+        "memwarden N={n} C={concurrency}: {:.0} jobs/s ({dt:.2} s incl. startup)",
+        n as f64 / dt
+    );
+
+    // Light load: one job at a time through the SQL enqueue function, 5-15 ms apart.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let idle_rss = rss_mb();
+    let mut lat = Vec::with_capacity(samples);
+    for i in 0..samples as u64 {
+        let notified = starts.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let t = Instant::now();
+        sqlx::query(
+            "SELECT memwarden.enqueue('bench-latency', jsonb_build_object('i', $1::bigint))",
+        )
+        .bind(i as i64)
+        .execute(&pool)
+        .await?;
+        let started = loop {
+            if let Some(at) = starts.at.lock().expect("starts lock").get(&i).copied() {
+                break at;
+            }
+            if tokio::time::timeout(Duration::from_secs(5), notified.as_mut())
+                .await
+                .is_err()
+            {
+                bail!("latency sample {i} did not start within 5 s");
+            }
+            notified.set(starts.notify.notified());
+            notified.as_mut().enable();
+        };
+        let ms = started.saturating_duration_since(t).as_secs_f64() * 1000.0;
+        if ms > 50.0 && std::env::var_os("MEMWARDEN_BENCH_TRACE").is_some() {
+            eprintln!(
+                "slow sample {i}: {ms:.1} ms at {}",
+                chrono::Utc::now().format("%H:%M:%S%.3f")
+            );
+        }
+        lat.push(ms);
+        let pause = rand::thread_rng().gen_range(5.0..15.0);
+        tokio::time::sleep(Duration::from_secs_f64(pause / 1000.0)).await;
+    }
+    lat.sort_by(f64::total_cmp);
+    println!(
+        "latency ms p50={:.2} p99={:.2} max={:.2}",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        percentile(&lat, 1.0)
+    );
+    eprintln!(
+        "rss_mb idle={idle_rss:.1} peak_under_load={peak_rss:.1} attempts_recorded={attempts} ready_after_ms={:.0}",
+        ready_after.unwrap_or_default().as_secs_f64() * 1000.0
+    );
+
+    daemon.stop(Duration::from_secs(10)).await?;
+    pool.close().await;
+    Ok(())
+}

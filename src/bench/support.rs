@@ -1,0 +1,140 @@
+//! What the benchmarks share: a database of their own, the real daemon started through the
+//! one startup path, memories to work on, a job followed to its end, and the figures' sums.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use memwarden::config::{Overrides, Settings};
+use memwarden::queue::{NewJob, Status};
+use memwarden::startup::{Application, Build, Kinds, Running};
+use sqlx::PgPool;
+
+/// This process's resident set, in MiB.
+pub fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// The `p` quantile (0 to 1) of `sorted`, by nearest rank; 0 when it is empty.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p * sorted.len() as f64) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(rank).copied().unwrap_or(0.0)
+}
+
+/// The 99th percentile of `ms` (0 when empty).
+pub fn p99(mut ms: Vec<f64>) -> f64 {
+    ms.sort_by(f64::total_cmp);
+    percentile(&ms, 0.99)
+}
+
+/// Runs `bench` in a fresh database `memwarden_bench_<what>_<pid>` on the server of
+/// `server_url`, and drops the database afterwards, whether the bench succeeded or not.
+pub async fn in_fresh_database<F, Fut>(server_url: &str, what: &str, bench: F) -> Result<()>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let name = format!("memwarden_bench_{what}_{}", std::process::id());
+    let url = memwarden::db::fresh_database(server_url, &name).await?;
+    let result = bench(url).await;
+    memwarden::db::drop_database(server_url, &name).await.ok();
+    result
+}
+
+/// The settings a bench starts from: the defaults, then `MEMWARDEN_*` from the environment
+/// (so a setting can be tried without a rebuild), on `url`, the control port on a free port.
+pub fn bench_settings(defaults: &str, url: &str) -> Result<Settings> {
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("MEMWARDEN_"))
+        .collect();
+    let overrides = Overrides {
+        database_url: Some(url.to_string()),
+        control_addr: Some("127.0.0.1:0".into()),
+        require_justification: false,
+    };
+    Ok(Settings::from_parts(defaults, None, &env, &overrides)?)
+}
+
+/// Starts the real daemon (the same startup as `memwarden run`) and waits until it is READY.
+pub async fn start_daemon(settings: Settings, kinds: Kinds) -> Result<Running> {
+    let build = Build {
+        kinds,
+        ..Build::default()
+    };
+    let running = Application::build(settings, build).await?.spawn()?;
+    running.ready(Duration::from_secs(60)).await?;
+    Ok(running)
+}
+
+/// `n` memories over 100 owners, inserted without their enrichment jobs (the bench measures
+/// only the kind under test).
+pub async fn insert_memories(pool: &PgPool, n: i64) -> Result<()> {
+    sqlx::query("ALTER TABLE memories DISABLE TRIGGER memories_enqueue_enrichment_insert")
+        .execute(pool)
+        .await?;
+    sqlx::query(
+        "INSERT INTO memories (owner_id, memory_type, content) \
+         SELECT 'owner-' || (g % 100), 'Context', \
+                'Memory ' || g || ': the team discussed postgres queues, rust services and deploys; topic ' || (g % 37) \
+         FROM generate_series(1, $1) g",
+    )
+    .bind(n)
+    .execute(pool)
+    .await?;
+    sqlx::query("ALTER TABLE memories ENABLE TRIGGER memories_enqueue_enrichment_insert")
+        .execute(pool)
+        .await?;
+    sqlx::query("VACUUM ANALYZE memories").execute(pool).await?;
+    Ok(())
+}
+
+/// What `run_job` found: the job's report, the seconds from enqueue to its end, and the peak
+/// RSS meanwhile.
+pub struct JobRun {
+    pub report: serde_json::Value,
+    pub secs: f64,
+    pub peak_rss: f64,
+}
+
+/// Enqueues a job on the running daemon and waits for it to succeed.
+pub async fn run_job(daemon: &Running, kind: &str, args: serde_json::Value) -> Result<JobRun> {
+    let queue = daemon.app.queue();
+    let t0 = Instant::now();
+    let id = queue.enqueue(NewJob::new(kind, args)).await?.id;
+    let mut peak_rss = rss_mb();
+    loop {
+        let (status, result, error): (Status, Option<serde_json::Value>, Option<String>) =
+            sqlx::query_as("SELECT status, result, last_error FROM memwarden.jobs WHERE id = $1")
+                .bind(id)
+                .fetch_one(queue.pool())
+                .await?;
+        peak_rss = peak_rss.max(rss_mb());
+        match status {
+            Status::Succeeded => {
+                return Ok(JobRun {
+                    report: result.unwrap_or_default(),
+                    secs: t0.elapsed().as_secs_f64(),
+                    peak_rss,
+                })
+            }
+            Status::Failed | Status::Canceled | Status::Retryable => {
+                bail!(
+                    "the {kind} job ended {status}: {}",
+                    error.unwrap_or_default()
+                )
+            }
+            Status::Available | Status::Running => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+        }
+    }
+}

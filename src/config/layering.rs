@@ -1,0 +1,111 @@
+//! Where settings come from, in order: the TOML file, `DATABASE_URL`, the environment
+//! (`MEMWARDEN_<SECTION>__<KEY>` and the short forms), then the command-line flags. figment
+//! merges the layers and deserializes them, so an error names the key it is about.
+
+use std::path::Path;
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::Value;
+use figment::Figment;
+
+use super::{ConfigError, Overrides, Settings};
+
+/// Environment variable short forms that operators script against (operations.md).
+const SHORT_FORMS: &[(&str, &str)] = &[
+    ("MEMWARDEN_API_TOKEN", "auth.api_token"),
+    ("MEMWARDEN_ADMIN_TOKEN", "auth.admin_token"),
+    (
+        "MEMWARDEN_ADMIN_REQUIRE_JUSTIFICATION",
+        "admin.require_justification",
+    ),
+];
+
+/// The settings key an environment variable sets, if it sets one. `MEMWARDEN_CONFIG` and
+/// other names without `__` are not settings.
+fn key_of(name: &str) -> Result<Option<String>, ConfigError> {
+    if name == "DATABASE_URL" {
+        return Ok(Some("database.url".into()));
+    }
+    if let Some((_, key)) = SHORT_FORMS.iter().find(|(n, _)| *n == name) {
+        return Ok(Some(key.to_string()));
+    }
+    let Some(rest) = name.strip_prefix("MEMWARDEN_") else {
+        return Ok(None);
+    };
+    if !rest.contains("__") {
+        return Ok(None);
+    }
+    let parts: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+    if parts.iter().any(String::is_empty) {
+        return Err(ConfigError::invalid(
+            name,
+            "is not of the form MEMWARDEN_<SECTION>__<KEY> (a part of the key is empty)",
+        ));
+    }
+    Ok(Some(parts.join(".")))
+}
+
+/// `settings.schedules.0.cron` → `schedules[0].cron`.
+fn key_path(path: &[String]) -> String {
+    let mut out = String::new();
+    for part in path {
+        if part.parse::<usize>().is_ok() {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+    }
+    if out.is_empty() {
+        "(root)".into()
+    } else {
+        out
+    }
+}
+
+pub(super) fn merge(
+    text: &str,
+    path: Option<&Path>,
+    env: &[(String, String)],
+    overrides: &Overrides,
+) -> Result<Settings, ConfigError> {
+    // TOML syntax first, so that a broken file is reported as such, with its position.
+    text.parse::<toml::Table>()
+        .map_err(|e| ConfigError::Syntax {
+            path: path.map(Path::to_path_buf).unwrap_or_default(),
+            message: e.to_string(),
+        })?;
+    let mut figment = Figment::new().merge(Toml::string(text));
+    // DATABASE_URL first, so MEMWARDEN_DATABASE__URL wins over it.
+    let mut vars: Vec<(bool, String, &str)> = Vec::new();
+    for (name, value) in env {
+        if let Some(key) = key_of(name)? {
+            vars.push((name != "DATABASE_URL", key, value));
+        }
+    }
+    vars.sort_by_key(|(after_database_url, _, _)| *after_database_url);
+    for (_, key, value) in vars {
+        let parsed: Value = value
+            .parse()
+            .expect("parsing a figment value is infallible");
+        figment = figment.merge(Serialized::default(&key, parsed));
+    }
+    if let Some(url) = &overrides.database_url {
+        figment = figment.merge(Serialized::default("database.url", url));
+    }
+    if let Some(addr) = &overrides.control_addr {
+        figment = figment.merge(Serialized::default("control.addr", addr));
+    }
+    if overrides.require_justification {
+        figment = figment.merge(Serialized::default("admin.require_justification", true));
+    }
+    figment.extract::<Settings>().map_err(|e| {
+        let e = e
+            .into_iter()
+            .next()
+            .expect("an error has at least one cause");
+        ConfigError::invalid(key_path(&e.path), e.kind.to_string())
+    })
+}

@@ -1,0 +1,161 @@
+//! What the work runs with: the embedding and extraction providers, enrichment's thresholds,
+//! eviction's retention and batches, and where blobs live.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use memwarden_jobs::eviction::{ResourceType, RetentionPeriod};
+use serde::{Deserialize, Serialize};
+use serde_with::{serde_as, DurationMilliSeconds};
+
+use super::seconds::PositiveSeconds;
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbeddingProvider {
+    /// Offline feature hashing: deterministic, no network.
+    #[default]
+    Hash,
+    /// Any OpenAI-compatible endpoint: OpenAI, Azure, vLLM, Ollama, TEI.
+    Openai,
+}
+
+#[serde_as]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddingSettings {
+    pub provider: EmbeddingProvider,
+    pub model: String,
+    /// The `hash` embedder's size, or `dimensions` sent to an `openai` provider when set.
+    pub dimensions: Option<NonZeroU32>,
+    pub base_url: String,
+    pub api_key: Option<String>,
+    pub max_batch_inputs: usize,
+    pub max_batch_tokens: usize,
+    #[serde_as(as = "PositiveSeconds")]
+    pub timeout: Duration,
+    pub max_retries: u32,
+    /// The most provider requests per minute that bulk work (reembed, sync) may make.
+    pub requests_per_minute: NonZeroU32,
+    /// Provider requests bulk work keeps in flight at once (within `requests_per_minute`).
+    pub concurrency: NonZeroU32,
+}
+
+impl Default for EmbeddingSettings {
+    fn default() -> Self {
+        Self {
+            provider: EmbeddingProvider::Hash,
+            model: "text-embedding-3-small".into(),
+            dimensions: None,
+            base_url: "https://api.openai.com/v1".into(),
+            api_key: None,
+            max_batch_inputs: 2048,
+            max_batch_tokens: 300_000,
+            timeout: Duration::from_secs(30),
+            max_retries: 5,
+            requests_per_minute: NonZeroU32::new(3000).expect("non-zero"),
+            concurrency: NonZeroU32::new(4).expect("non-zero"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ExtractionProvider {
+    /// Capitalised names, a dictionary of tools and projects, emails, URLs, handles, dates.
+    #[default]
+    Rules,
+    /// Chat completions with a JSON-schema answer.
+    Llm,
+}
+
+/// Entity extraction; `llm` uses the embedding provider's base URL and key unless set here.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExtractionSettings {
+    pub provider: ExtractionProvider,
+    pub model: String,
+    pub base_url: Option<String>,
+    pub api_key: Option<String>,
+    /// Extra names the rules recognise as tools and as projects.
+    pub tools: Vec<String>,
+    pub projects: Vec<String>,
+}
+
+impl Default for ExtractionSettings {
+    fn default() -> Self {
+        Self {
+            provider: ExtractionProvider::Rules,
+            model: "gpt-4o-mini".into(),
+            base_url: None,
+            api_key: None,
+            tools: Vec::new(),
+            projects: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrichmentConfig {
+    pub similarity_threshold: f32,
+    pub top_k: usize,
+    /// Memories the 5-minute catch-up enqueues at most per run.
+    pub catchup_limit: i64,
+}
+
+impl Default for EnrichmentConfig {
+    fn default() -> Self {
+        Self {
+            similarity_threshold: 0.8,
+            top_k: 5,
+            catchup_limit: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlobSettings {
+    /// The directory of blob files (one file per blob, named by its storage key), shared with
+    /// the memory service.
+    pub dir: String,
+}
+
+impl Default for BlobSettings {
+    fn default() -> Self {
+        Self {
+            dir: "blobs".into(),
+        }
+    }
+}
+
+#[serde_as]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvictionConfig {
+    /// The daily schedule's retention period (ISO 8601).
+    pub retention: RetentionPeriod,
+    /// What the daily schedule evicts.
+    pub resource_types: Vec<ResourceType>,
+    /// Rows per transaction, and the pause between transactions (milliseconds).
+    pub batch_size: NonZeroU32,
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    pub pause_ms: Duration,
+    /// The longest a batch transaction may hold its locks; batches shrink to stay inside it
+    /// (milliseconds, at least 10).
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    pub max_transaction_ms: Duration,
+}
+
+impl Default for EvictionConfig {
+    fn default() -> Self {
+        Self {
+            retention: RetentionPeriod::parse(Some("P30D")).expect("a valid period"),
+            resource_types: vec![ResourceType::Conversations, ResourceType::Attachments],
+            batch_size: NonZeroU32::new(1000).expect("non-zero"),
+            pause_ms: Duration::from_millis(100),
+            max_transaction_ms: Duration::from_millis(100),
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The compatibility surfaces: each vendor's paths, casing and shapes in one module, as a thin
+//! adapter over the native core, so their operators' clients and scripts work unchanged.
+
+pub mod automem;
+pub mod goodmem;
+pub mod memory_service;

@@ -1,0 +1,73 @@
+//! The job kinds this daemon runs: each kind maps to the domain function that does it. The
+//! registry is built from the live settings, so the kinds whose work depends on them follow
+//! a config reload.
+
+mod bulk;
+mod enrichment;
+mod eviction;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use memwarden_jobs::eviction::EvictionArgs;
+use memwarden_jobs::reembed::ReembedArgs;
+use memwarden_jobs::sync::SyncArgs;
+use memwarden_jobs::{CatchUpArgs, EnrichmentArgs};
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::queue::probe::{ProbeArgs, ProbeHandler};
+use crate::queue::purge::{PurgeArgs, PurgeHandler};
+use crate::queue::{JobContext, Outcome, Registry};
+
+pub use enrichment::ENRICHMENT_STATS;
+
+/// The kinds of this daemon, following the live settings where a kind's work depends on them.
+pub fn registry(live: watch::Receiver<Arc<Settings>>) -> anyhow::Result<Registry> {
+    let snapshot = live.borrow().clone();
+    let settings: &Settings = &snapshot;
+    // Fail at start, not on the first job, when the configured providers cannot be built.
+    crate::providers::embedder(settings)?;
+    crate::providers::extractor(settings)?;
+    let mut registry = Registry::new()
+        .register_kind::<PurgeArgs>(PurgeHandler {
+            min_retention: settings.purge.min_retention,
+            batch_size: settings.purge.batch_size.get().into(),
+        })
+        .register_kind::<EvictionArgs>(eviction::EvictionHandler::new(settings))
+        .register_kind::<EnrichmentArgs>(enrichment::EnrichmentHandler::new(live.clone()))
+        .register_kind::<ReembedArgs>(bulk::ReembedHandler {
+            settings: live.clone(),
+        })
+        .register_kind::<SyncArgs>(bulk::SyncHandler { settings: live })
+        .register_kind::<CatchUpArgs>(enrichment::CatchUpHandler::new(settings));
+    if settings.testing.probe_kinds {
+        registry = registry.register_kind::<ProbeArgs>(ProbeHandler);
+    }
+    Ok(registry)
+}
+
+/// The outcome of a resumable job that stopped at a safe point: a drain hands it to the next
+/// worker at once; a cancel, timeout or lost lease is decided by whoever stopped it.
+fn stopped_early(job: &JobContext) -> Outcome {
+    if job.draining() {
+        Outcome::Yielded("stopped at a checkpoint for a drain; the next worker continues it".into())
+    } else {
+        Outcome::Failed("stopped at a checkpoint; the retry continues where it stopped".into())
+    }
+}
+
+/// A failed job: retried (from its checkpoint, for bulk work) when the cause can pass, else
+/// failed at once.
+fn failure(error: String, retryable: bool, retry_after: Option<Duration>) -> Outcome {
+    match (retryable, retry_after) {
+        (false, _) => Outcome::Discard(error),
+        (true, Some(after)) => Outcome::RetryAfter(after, error),
+        (true, None) => Outcome::Failed(error),
+    }
+}
+
+/// A report as the job's `result`.
+fn report<T: serde::Serialize>(report: &T) -> Outcome {
+    Outcome::Succeeded(serde_json::to_value(report).unwrap_or_default())
+}
