@@ -193,12 +193,12 @@ async fn drain_for_stop(app: &App, commands: &mut mpsc::UnboundedReceiver<Comman
                 Command::Quiet => {}
             },
             _ = tokio::time::sleep_until(deadline), if !cancelled => {
-                let n = queue.interrupt_all();
+                let n = queue.held().interrupt_all();
                 tracing::warn!(jobs = n, "grace period over: interrupting the jobs still running");
                 cancelled = true;
             }
             _ = tokio::time::sleep_until(last_call) => {
-                tracing::error!(held = queue.held_count(), "jobs did not hand in their leases; exiting, the reaper will recover them");
+                tracing::error!(held = queue.held().count(), "jobs did not hand in their leases; exiting, the reaper will recover them");
                 return Exit::Clean;
             }
         }

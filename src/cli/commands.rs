@@ -10,11 +10,8 @@ use serde_json::{json, Value};
 use super::client::Client;
 use super::{
     AuditCommand, BenchCommand, Cli, ClientArgs, Command, ConfigCommand, EnqueueArgs, JobsCommand,
-    RunArgs,
 };
 use memwarden::config::{Overrides, Settings};
-use memwarden::daemon::Exit;
-use memwarden::startup::{Application, Build, Kinds};
 
 pub fn dispatch(cli: Cli) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -40,7 +37,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
 }
 
 fn load(cli: &Cli, overrides: &Overrides) -> Result<Settings> {
-    Ok(Settings::load(cli.config.as_deref(), overrides)?)
+    cli.settings(overrides)
 }
 
 /// Settings for client commands: a broken or absent config still lets them reach the default.
@@ -56,8 +53,8 @@ fn client_for(cli: &Cli, args: &ClientArgs, timeout: Duration) -> Result<Client>
 
 async fn run_command(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
-        Command::Run(args) => run(&cli, args).await,
-        Command::Dev => super::dev::dev(cli.config.clone(), cli.log_format).await,
+        Command::Run(args) => super::daemon::run(&cli, args).await,
+        Command::Dev => super::daemon::dev(cli.config.clone(), cli.log_format).await,
         Command::Audit(AuditCommand::Verify(args)) => audit_verify(&cli, args).await,
         Command::Reprocess {
             ids,
@@ -213,35 +210,6 @@ async fn start_work(
         return Ok(ExitCode::SUCCESS);
     }
     super::follow::follow(&c, &id, what).await
-}
-
-async fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
-    let overrides = Overrides {
-        database_url: args.database_url.clone(),
-        control_addr: args.control_addr.clone(),
-        require_justification: args.admin_require_justification,
-    };
-    let settings = load(cli, &overrides)?;
-    let log = memwarden::telemetry::init_logging(cli.log_format, &settings.log.level);
-    let build = Build {
-        config_path: cli.config.clone(),
-        overrides,
-        log,
-        kinds: Kinds::Daemon,
-    };
-    let exit = Application::build(settings, build)
-        .await?
-        .run_until_stopped()
-        .await?;
-    Ok(exit_code(exit))
-}
-
-/// How a daemon's end becomes the process's exit status.
-pub fn exit_code(exit: Exit) -> ExitCode {
-    match exit {
-        Exit::Clean => ExitCode::SUCCESS,
-        Exit::Hard => ExitCode::from(1),
-    }
 }
 
 fn print_status(v: &Value) {

@@ -2,7 +2,7 @@
 
 mod client;
 mod commands;
-mod dev;
+mod daemon;
 mod follow;
 
 use std::path::PathBuf;
@@ -319,6 +319,19 @@ pub enum BenchCommand {
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
+}
+
+impl Cli {
+    /// The settings of `--config` (or `MEMWARDEN_CONFIG`), the environment and `overrides`.
+    pub fn settings(
+        &self,
+        overrides: &memwarden::config::Overrides,
+    ) -> anyhow::Result<memwarden::config::Settings> {
+        Ok(memwarden::config::Settings::load(
+            self.config.as_deref(),
+            overrides,
+        )?)
+    }
 }
 
 /// Runs the parsed command; the exit code comes back.

@@ -65,7 +65,7 @@ impl Handler for ReembedHandler {
             &run.index,
             &args,
             &run.settings,
-            &job.checkpoint,
+            job.checkpoint.as_ref(),
             &run.stop,
             &job.progress,
         )

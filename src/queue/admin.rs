@@ -172,7 +172,7 @@ impl Queue {
                     .bind(&queue)
                     .execute(self.pool())
                     .await?;
-                self.wake(&queue);
+                self.wakeups().wake(&queue);
                 Ok(Ok(ActionReply {
                     id,
                     status,
@@ -207,6 +207,17 @@ impl Queue {
         })
     }
 
+    /// Reads the paused queues from the table (at start, and as the fallback for a missed
+    /// pause or resume NOTIFY).
+    pub async fn refresh_paused(&self) -> Result<(), sqlx::Error> {
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM memwarden.queues WHERE paused")
+                .fetch_all(self.pool())
+                .await?;
+        self.wakeups().replace_paused(rows.into_iter().collect());
+        Ok(())
+    }
+
     /// Pauses or resumes a queue on every replica.
     pub async fn set_queue_paused(&self, name: &str, paused: bool) -> Result<(), sqlx::Error> {
         sqlx::query(
@@ -223,7 +234,7 @@ impl Queue {
             .bind(format!("{verb}:{name}"))
             .execute(self.pool())
             .await?;
-        self.set_paused(name, paused);
+        self.wakeups().set_paused(name, paused);
         Ok(())
     }
 

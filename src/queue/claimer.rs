@@ -14,7 +14,7 @@ use sqlx::Row;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::completer::{Completion, Final};
+use super::completion::{Completion, Final};
 use super::events::Event;
 use super::runner::run_handler;
 use super::{Claimed, Queue};
@@ -49,7 +49,7 @@ impl Service for Claimer {
         let q = &self.queue;
         let lifecycle = q.lifecycle().clone();
         let mut state_rx = lifecycle.subscribe();
-        let waker = q.waker(&self.name);
+        let waker = q.wakeups().waker(&self.name);
         let finished = Arc::new(Notify::new());
         let running = Arc::new(AtomicUsize::new(0));
         let mut buffer: VecDeque<Prefetched> = VecDeque::new();
@@ -100,7 +100,7 @@ impl Service for Claimer {
                 && more_waiting
                 && want > 0
                 && low
-                && !q.is_paused(&self.name)
+                && !q.wakeups().is_paused(&self.name)
             {
                 let lease = settings.queue.lease;
                 let kinds = &kinds;
@@ -175,7 +175,7 @@ impl Claimer {
             Ok(claimed) => {
                 let more = claimed.len() == want;
                 if !claimed.is_empty() {
-                    let tokens = self.queue.hold(&claimed);
+                    let tokens = self.queue.held().hold(&claimed);
                     let mut guard = lifecycle.track(claimed.len());
                     for (job, cancel) in claimed.into_iter().zip(tokens) {
                         let guard = guard.split_one().expect("one unit per claimed job");
@@ -249,7 +249,7 @@ impl Claimer {
         tokio::spawn(async move {
             let Prefetched { job, cancel, guard } = p;
             let started = Instant::now();
-            q.mark_started(job.id);
+            q.held().mark_started(job.id);
             let wait = (Utc::now() - job.run_at).num_milliseconds().max(0) as f64 / 1000.0;
             let m = q.job_metrics(&job.kind, &job.queue);
             m.wait.record(wait);

@@ -2,77 +2,20 @@
 //! written by one statement per batch that also inserts the attempt rows. Each write checks
 //! that the lease is still ours, so a zombie worker cannot overwrite a job another now holds.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Row;
-use std::sync::Arc;
-
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::completion::{Completion, Final};
 use super::events::Event;
-use super::job_metrics::JobMetrics;
-use super::{Claimed, Outcome, Queue, Status};
-use crate::lifecycle::InFlight;
+use super::{Queue, Status};
 use crate::supervisor::Service;
 use crate::telemetry::metrics::LEASE_LOST;
-
-/// How an attempt ended, as the queue records it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Final {
-    Succeeded(serde_json::Value),
-    /// Retried with backoff while attempts remain (`outcome` failed).
-    Failed(String),
-    RetryAfter(Duration, String),
-    Discard(String),
-    Snooze(Duration),
-    TimedOut(String),
-    /// The stop's grace period ended: recorded, and the job goes back to `available`.
-    Interrupted(String),
-    Canceled(String),
-    /// Prefetched and never started: back to `available`, the attempt refunded.
-    Released,
-}
-
-impl From<Outcome> for Final {
-    fn from(o: Outcome) -> Self {
-        match o {
-            Outcome::Succeeded(v) => Final::Succeeded(v),
-            Outcome::Failed(e) => Final::Failed(e),
-            Outcome::RetryAfter(d, e) => Final::RetryAfter(d, e),
-            Outcome::Discard(e) => Final::Discard(e),
-            Outcome::Snooze(d) => Final::Snooze(d),
-            Outcome::Yielded(e) => Final::Interrupted(e),
-        }
-    }
-}
-
-pub struct Completion {
-    pub job: Claimed,
-    pub outcome: Final,
-    /// The job's metric handles; none for a prefetched job handed back unstarted.
-    metrics: Option<Arc<JobMetrics>>,
-    /// Held until the completion is written: the lease counts as in flight until then.
-    _guard: InFlight,
-}
-
-impl Completion {
-    pub fn new(
-        job: Claimed,
-        outcome: Final,
-        metrics: Option<Arc<JobMetrics>>,
-        guard: InFlight,
-    ) -> Self {
-        Completion {
-            job,
-            outcome,
-            metrics,
-            _guard: guard,
-        }
-    }
-}
 
 /// One row of the completion statement.
 struct Row_ {
@@ -276,7 +219,7 @@ impl Completer {
             q.events()
                 .publish(Event::job(event, job.id, &job.kind, &job.queue).with_error(r.error));
         }
-        q.unhold(batch.iter().map(|c| c.job.id));
+        q.held().release(batch.iter().map(|c| c.job.id));
         // Dropping the batch drops the in-flight guards: the leases are handed in.
         drop(batch);
     }
@@ -383,7 +326,7 @@ impl Completer {
                     );
                     if !outage && failures >= 3 {
                         tracing::error!(error = %e, jobs = batch.len(), "completion write keeps failing; leaving these jobs to the reaper");
-                        self.queue.unhold(batch.iter().map(|c| c.job.id));
+                        self.queue.held().release(batch.iter().map(|c| c.job.id));
                         return;
                     }
                     tracing::warn!(error = %e, jobs = batch.len(), "completion write failed; retrying");

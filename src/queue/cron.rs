@@ -142,7 +142,7 @@ pub async fn fire(
     if fired.is_some() {
         metrics::counter!(JOBS_ENQUEUED, "kind" => schedule.kind.clone(), "queue" => schedule.queue.clone())
             .increment(1);
-        queue.wake(&schedule.queue);
+        queue.wakeups().wake(&schedule.queue);
         tracing::info!(schedule = %schedule.name, tick = %tick, "cron tick enqueued");
     }
     Ok(fired.is_some())

@@ -130,7 +130,7 @@ impl Queue {
                 self.events()
                     .publish(Event::job("enqueued", r.id, &j.kind, queue));
             }
-            self.wake(queue);
+            self.wakeups().wake(queue);
         }
         Ok(results)
     }

@@ -7,10 +7,9 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 use tokio::sync::{mpsc, watch, Mutex};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::completer::Completion;
+use super::completion::Completion;
 use super::events::Events;
 use super::held::HeldJobs;
 use super::job_metrics::{JobMetrics, MetricsCache};
@@ -51,8 +50,6 @@ pub(super) struct Inner {
     pub(super) progress_rx: Arc<Mutex<mpsc::UnboundedReceiver<ProgressUpdate>>>,
     pub(super) events: Events,
     pub(super) metrics: MetricsCache,
-    /// Parent of every held job's token: fired by `shutdown`.
-    pub(super) background: CancellationToken,
 }
 
 /// `<hostname>:<pid>:<8 random hex digits>`, as `lease_owner` and `job_attempts.worker`.
@@ -86,7 +83,6 @@ impl Queue {
                 progress_rx: Arc::new(Mutex::new(progress_rx)),
                 events: Events::default(),
                 metrics: MetricsCache::default(),
-                background: CancellationToken::new(),
             }),
         }
     }
@@ -129,9 +125,26 @@ impl Queue {
         self.inner.context.settings.clone()
     }
 
-    /// After the drain: stop the progress writer and anything else left.
+    /// The jobs this process holds a lease on.
+    pub fn held(&self) -> &HeldJobs {
+        &self.inner.held
+    }
+
+    pub fn wakeups(&self) -> &Wakeups {
+        &self.inner.wakeups
+    }
+
+    /// A hard stop: hand every lease back at once (see `HeldJobs::release_all`).
+    pub async fn release_all(&self) {
+        self.inner
+            .held
+            .release_all(&self.inner.pool, &self.inner.worker_id)
+            .await;
+    }
+
+    /// After the drain: fire whatever job tokens are left.
     pub async fn shutdown(&self) {
-        self.inner.background.cancel();
+        self.inner.held.stop_all();
     }
 
     pub(super) fn complete(&self, c: Completion) {

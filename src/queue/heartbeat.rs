@@ -37,7 +37,7 @@ impl Periodic for Heartbeat {
 
     async fn tick(&self) -> anyhow::Result<()> {
         let q = &self.queue;
-        let ids = q.held_ids();
+        let ids = q.held().ids();
         if ids.is_empty() {
             return Ok(());
         }
@@ -55,13 +55,13 @@ impl Periodic for Heartbeat {
         for r in rows {
             let id: Uuid = r.get("id");
             if r.get::<bool, _>("cancel") {
-                q.stop_job(id, StopReason::Canceled);
+                q.held().stop(id, StopReason::Canceled);
             }
             renewed.insert(id);
         }
         // Only jobs still held now: one that completed meanwhile is simply gone.
         for id in ids.into_iter().filter(|id| !renewed.contains(id)) {
-            if q.stop_job(id, StopReason::LeaseLost) {
+            if q.held().stop(id, StopReason::LeaseLost) {
                 metrics::counter!(LEASE_LOST).increment(1);
                 tracing::warn!(job = %id, "lease lost; stopping the job");
             }

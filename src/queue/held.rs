@@ -3,12 +3,13 @@
 //! their token, and a hard stop hands them all back.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{Claimed, Queue};
+use super::Claimed;
 
 /// Why this process stopped a job it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,21 +27,23 @@ struct Held {
 }
 
 #[derive(Default)]
-pub(super) struct HeldJobs(Mutex<HashMap<Uuid, Held>>);
-
-impl HeldJobs {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Held>> {
-        self.0.lock().expect("held jobs lock")
-    }
+pub struct HeldJobs {
+    jobs: Mutex<HashMap<Uuid, Held>>,
+    /// Parent of every held job's token: fired when the queue shuts down.
+    parent: CancellationToken,
 }
 
-impl Queue {
+impl HeldJobs {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Uuid, Held>> {
+        self.jobs.lock().expect("held jobs lock")
+    }
+
     /// Takes the claimed jobs into our keeping; returns each one's stop token.
     pub(super) fn hold(&self, jobs: &[Claimed]) -> Vec<CancellationToken> {
-        let mut held = self.inner.held.lock();
+        let mut held = self.lock();
         jobs.iter()
             .map(|j| {
-                let cancel = self.inner.background.child_token();
+                let cancel = self.parent.child_token();
                 held.insert(
                     j.id,
                     Held {
@@ -55,13 +58,13 @@ impl Queue {
     }
 
     pub(super) fn mark_started(&self, id: Uuid) {
-        if let Some(h) = self.inner.held.lock().get_mut(&id) {
+        if let Some(h) = self.lock().get_mut(&id) {
             h.started = true;
         }
     }
 
-    pub(super) fn unhold(&self, ids: impl IntoIterator<Item = Uuid>) {
-        let mut held = self.inner.held.lock();
+    pub(super) fn release(&self, ids: impl IntoIterator<Item = Uuid>) {
+        let mut held = self.lock();
         for id in ids {
             held.remove(&id);
         }
@@ -69,12 +72,12 @@ impl Queue {
 
     /// The reason a held job was stopped, if it was.
     pub(super) fn stop_reason(&self, id: Uuid) -> Option<StopReason> {
-        self.inner.held.lock().get(&id).and_then(|h| h.reason)
+        self.lock().get(&id).and_then(|h| h.reason)
     }
 
     /// Fires the token of a held job, remembering why. The first reason wins.
-    pub(super) fn stop_job(&self, id: Uuid, reason: StopReason) -> bool {
-        match self.inner.held.lock().get_mut(&id) {
+    pub(super) fn stop(&self, id: Uuid, reason: StopReason) -> bool {
+        match self.lock().get_mut(&id) {
             Some(h) => {
                 h.reason.get_or_insert(reason);
                 h.cancel.cancel();
@@ -84,41 +87,38 @@ impl Queue {
         }
     }
 
-    pub(super) fn held_ids(&self) -> Vec<Uuid> {
-        self.inner.held.lock().keys().copied().collect()
+    pub(super) fn ids(&self) -> Vec<Uuid> {
+        self.lock().keys().copied().collect()
     }
 
     /// Jobs held by this process (running or prefetched).
-    pub fn held_count(&self) -> usize {
-        self.inner.held.lock().len()
+    pub fn count(&self) -> usize {
+        self.lock().len()
     }
 
     /// The end of a stop's grace period: every running job is cancelled and will be recorded
     /// as `interrupted` and released. Returns how many were running.
     pub fn interrupt_all(&self) -> usize {
         let running: Vec<Uuid> = self
-            .inner
-            .held
             .lock()
             .iter()
             .filter(|(_, h)| h.started)
             .map(|(id, _)| *id)
             .collect();
         for id in &running {
-            self.stop_job(*id, StopReason::Interrupted);
+            self.stop(*id, StopReason::Interrupted);
         }
         running.len()
     }
 
+    /// Fires every held job's token: the queue is shutting down.
+    pub(super) fn stop_all(&self) {
+        self.parent.cancel();
+    }
+
     /// A hard stop: hand every lease back at once, recording started jobs as `interrupted`.
-    pub async fn release_all(&self) {
-        let held: Vec<(Uuid, bool)> = self
-            .inner
-            .held
-            .lock()
-            .iter()
-            .map(|(id, h)| (*id, h.started))
-            .collect();
+    pub(super) async fn release_all(&self, pool: &PgPool, worker: &str) {
+        let held: Vec<(Uuid, bool)> = self.lock().iter().map(|(id, h)| (*id, h.started)).collect();
         if held.is_empty() {
             return;
         }
@@ -138,8 +138,8 @@ impl Queue {
         )
         .bind(&ids)
         .bind(&started)
-        .bind(&self.inner.worker_id)
-        .execute(&self.inner.pool)
+        .bind(worker)
+        .execute(pool)
         .await;
         if let Err(e) = result {
             tracing::error!(error = %e, "hard stop: leases not released; the reaper will recover them");

@@ -23,13 +23,13 @@ impl Listener {
         match payload.split_once(':') {
             Some(("cancel", id)) => {
                 if let Ok(id) = id.parse::<Uuid>() {
-                    if q.stop_job(id, StopReason::Canceled) {
+                    if q.held().stop(id, StopReason::Canceled) {
                         tracing::info!(job = %id, "cancel requested; stopping the job");
                     }
                 }
             }
-            Some(("pause", name)) => q.set_paused(name, true),
-            Some(("resume", name)) => q.set_paused(name, false),
+            Some(("pause", name)) => q.wakeups().set_paused(name, true),
+            Some(("resume", name)) => q.wakeups().set_paused(name, false),
             _ => tracing::debug!(payload, "unknown control notification"),
         }
     }
@@ -66,21 +66,21 @@ impl Service for Listener {
         }
         connected.set(1.0);
         // Anything enqueued before LISTEN took effect would otherwise wait for the poll.
-        q.wake_all();
+        q.wakeups().wake_all();
         loop {
             let next = tokio::select! {
                 n = listener.try_recv() => n,
                 _ = stop.cancelled() => return Ok(()),
             };
             match next {
-                Ok(Some(n)) if n.channel() == JOBS_CHANNEL => q.wake(n.payload()),
+                Ok(Some(n)) if n.channel() == JOBS_CHANNEL => q.wakeups().wake(n.payload()),
                 Ok(Some(n)) => self.handle_control(n.payload()),
                 Ok(None) => {
                     // The connection dropped; the next try_recv reconnects. Notifications sent
                     // meanwhile are gone, so wake everyone and re-read the paused set.
                     connected.set(0.0);
                     tracing::warn!("LISTEN connection lost; reconnecting");
-                    q.wake_all();
+                    q.wakeups().wake_all();
                     let _ = q.refresh_paused().await;
                 }
                 Err(e) => {

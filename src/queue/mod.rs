@@ -14,8 +14,10 @@
 
 pub mod admin;
 pub mod backoff;
+mod checkpoint;
 mod claimer;
 mod completer;
+mod completion;
 pub mod cron;
 pub mod depth;
 pub mod enqueue;
@@ -30,6 +32,7 @@ pub mod periodic;
 mod policy;
 pub mod probe;
 pub mod progress;
+mod progress_writer;
 pub mod purge;
 mod reaper;
 pub mod registry;
@@ -38,13 +41,15 @@ mod services;
 mod wakeups;
 
 pub use backoff::Backoff;
-pub use completer::Completion;
+pub use checkpoint::JobCheckpoint;
+pub use completion::Completion;
 pub use enqueue::{EnqueueError, Enqueued, NewJob};
 pub use events::{Event, Events};
 pub use handle::{Queue, QueueContext};
-pub use held::StopReason;
+pub use held::{HeldJobs, StopReason};
 pub use job::{Claimed, Status};
-pub use registry::{Handler, JobCheckpoint, JobContext, Outcome, Registry};
+pub use registry::{Handler, JobContext, Outcome, Registry};
+pub use wakeups::Wakeups;
 
 /// NOTIFY channel that wakes claimers; the payload is the queue name.
 pub const JOBS_CHANNEL: &str = "memwarden_jobs";

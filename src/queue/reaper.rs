@@ -46,7 +46,7 @@ impl Reaper {
         let mut total = 0;
         for (name, n) in rows {
             total += n;
-            queue.wake(&name);
+            queue.wakeups().wake(&name);
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(super::JOBS_CHANNEL)
                 .bind(&name)

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use memwarden_jobs::{Checkpoint, CheckpointError, JobArgs};
+use memwarden_jobs::{Checkpoint, JobArgs};
 use sqlx::PgPool;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
@@ -47,7 +47,7 @@ pub struct JobContext {
     pub cancel: CancellationToken,
     pub progress: ProgressSink,
     /// Where a resumable job keeps its state between attempts (the job row's `checkpoint`).
-    pub checkpoint: JobCheckpoint,
+    pub checkpoint: Arc<dyn Checkpoint>,
     pub(crate) lifecycle: Lifecycle,
 }
 
@@ -87,42 +87,6 @@ impl JobContext {
     /// Whether the daemon is draining (or stopping): the reason a resumable job stopped early.
     pub fn draining(&self) -> bool {
         self.lifecycle.state() != State::Ready
-    }
-}
-
-/// The job row's `checkpoint`, written only while this worker holds the job's lease.
-#[derive(Clone)]
-pub struct JobCheckpoint {
-    pub(crate) queue: super::Queue,
-    pub(crate) job: Uuid,
-}
-
-#[async_trait::async_trait]
-impl Checkpoint for JobCheckpoint {
-    async fn load(&self) -> Result<Option<serde_json::Value>, CheckpointError> {
-        Ok(
-            sqlx::query_scalar("SELECT checkpoint FROM memwarden.jobs WHERE id = $1")
-                .bind(self.job)
-                .fetch_optional(self.queue.pool())
-                .await?
-                .flatten(),
-        )
-    }
-
-    async fn save(&self, state: &serde_json::Value) -> Result<(), CheckpointError> {
-        let saved = sqlx::query(
-            "UPDATE memwarden.jobs SET checkpoint = $2 \
-             WHERE id = $1 AND lease_owner = $3 AND status = 'running'",
-        )
-        .bind(self.job)
-        .bind(state)
-        .bind(self.queue.worker_id())
-        .execute(self.queue.pool())
-        .await?;
-        if saved.rows_affected() == 0 {
-            return Err(CheckpointError::LeaseLost);
-        }
-        Ok(())
     }
 }
 

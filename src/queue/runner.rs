@@ -6,8 +6,8 @@ use std::time::Duration;
 use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
-use super::completer::Final;
-use super::registry::JobCheckpoint;
+use super::checkpoint::JobCheckpoint;
+use super::completion::Final;
 use super::{Claimed, JobContext, Outcome, Queue, StopReason};
 use crate::supervisor::panic_message;
 
@@ -29,10 +29,10 @@ pub(super) async fn run_handler(q: &Queue, job: &Claimed, cancel: CancellationTo
         pool: q.work_pool().clone(),
         cancel: cancel.clone(),
         progress: q.progress_sink(job.id),
-        checkpoint: JobCheckpoint {
+        checkpoint: std::sync::Arc::new(JobCheckpoint {
             queue: q.clone(),
             job: job.id,
-        },
+        }),
         lifecycle: q.lifecycle().clone(),
     };
     let mut run = std::panic::AssertUnwindSafe(handler.run(ctx))
@@ -46,7 +46,7 @@ pub(super) async fn run_handler(q: &Queue, job: &Claimed, cancel: CancellationTo
         Some(r) => r,
         None => {
             // Cooperative: fire the token, then give the handler a moment to reach a safe point.
-            q.stop_job(job.id, StopReason::TimedOut);
+            q.held().stop(job.id, StopReason::TimedOut);
             let _ = tokio::time::timeout(Duration::from_secs(5), &mut run).await;
             return Final::TimedOut(format!("timed out after {:.1} s", timeout.as_secs_f64()));
         }
@@ -57,7 +57,7 @@ pub(super) async fn run_handler(q: &Queue, job: &Claimed, cancel: CancellationTo
     };
     // A job stopped from outside ends as its stopper says, whatever the handler returned
     // after it noticed; a job that succeeded anyway keeps its success.
-    match (q.stop_reason(job.id), outcome) {
+    match (q.held().stop_reason(job.id), outcome) {
         (_, Outcome::Succeeded(report)) => Final::Succeeded(report),
         (Some(StopReason::Canceled), o) => {
             Final::Canceled(error_of(&o).unwrap_or_else(|| "canceled".into()))

@@ -9,7 +9,7 @@ use super::depth::Depth;
 use super::heartbeat::Heartbeat;
 use super::listener::Listener;
 use super::periodic::Every;
-use super::progress::ProgressWriter;
+use super::progress_writer::ProgressWriter;
 use super::reaper::Reaper;
 use super::Queue;
 use crate::supervisor::Service;

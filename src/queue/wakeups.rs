@@ -1,49 +1,41 @@
 //! What wakes a claimer (a NOTIFY, a job enqueued here, a resumed queue) and which queues are
-//! paused. The paused set is read from `memwarden.queues` and kept current by NOTIFY, with
-//! the depth loop as the fallback for a missed one.
+//! paused. The paused set is read from `memwarden.queues` (`Queue::refresh_paused`) and kept
+//! current by NOTIFY, with the depth loop as the fallback for a missed one.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use super::Queue;
-
 #[derive(Default)]
-pub(super) struct Wakeups {
+pub struct Wakeups {
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
     paused: Mutex<BTreeSet<String>>,
 }
 
-impl Queue {
+impl Wakeups {
+    fn wakers(&self) -> MutexGuard<'_, HashMap<String, Arc<Notify>>> {
+        self.wakers.lock().expect("wakers lock")
+    }
+
+    fn paused(&self) -> MutexGuard<'_, BTreeSet<String>> {
+        self.paused.lock().expect("paused lock")
+    }
+
+    /// What the claimer of `queue` waits on.
     pub(super) fn waker(&self, queue: &str) -> Arc<Notify> {
-        self.inner
-            .wakeups
-            .wakers
-            .lock()
-            .expect("wakers lock")
-            .entry(queue.to_string())
-            .or_default()
-            .clone()
+        self.wakers().entry(queue.to_string()).or_default().clone()
     }
 
     /// Wakes the claimer of `queue` (a NOTIFY arrived, or work was enqueued here).
     pub fn wake(&self, queue: &str) {
-        let wakers = self.inner.wakeups.wakers.lock().expect("wakers lock");
-        if let Some(n) = wakers.get(queue) {
+        if let Some(n) = self.wakers().get(queue) {
             n.notify_one();
         }
     }
 
     pub fn wake_all(&self) {
-        for n in self
-            .inner
-            .wakeups
-            .wakers
-            .lock()
-            .expect("wakers lock")
-            .values()
-        {
+        for n in self.wakers().values() {
             n.notify_one();
         }
     }
@@ -52,33 +44,20 @@ impl Queue {
         self.paused().contains(queue)
     }
 
-    fn paused(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
-        self.inner.wakeups.paused.lock().expect("paused lock")
-    }
-
     pub fn set_paused(&self, queue: &str, paused: bool) {
-        let mut set = self.paused();
         if paused {
-            set.insert(queue.to_string());
+            self.paused().insert(queue.to_string());
         } else {
-            set.remove(queue);
-        }
-        drop(set);
-        if !paused {
+            self.paused().remove(queue);
             self.wake(queue);
         }
     }
 
-    pub async fn refresh_paused(&self) -> Result<(), sqlx::Error> {
-        let rows: Vec<String> =
-            sqlx::query_scalar("SELECT name FROM memwarden.queues WHERE paused")
-                .fetch_all(self.pool())
-                .await?;
-        let was = std::mem::replace(&mut *self.paused(), rows.into_iter().collect());
-        let resumed: Vec<String> = was.difference(&self.paused()).cloned().collect();
-        for q in resumed {
-            self.wake(&q);
+    /// Replaces the paused set with what the table says, and wakes the queues that resumed.
+    pub(super) fn replace_paused(&self, now: BTreeSet<String>) {
+        let was = std::mem::replace(&mut *self.paused(), now.clone());
+        for q in was.difference(&now) {
+            self.wake(q);
         }
-        Ok(())
     }
 }

@@ -1,6 +1,7 @@
-//! `memwarden dev`: the zero-setup start. Without a configured database it starts a private
-//! throwaway PostgreSQL, runs the daemon in the foreground with fresh tokens, and prints what
-//! to try. Ctrl-C drains, stops, and removes the throwaway database.
+//! The commands that run the daemon: `memwarden run`, and `memwarden dev`, the zero-setup
+//! start. Without a configured database `dev` starts a private throwaway PostgreSQL, runs the
+//! daemon in the foreground with fresh tokens, and prints what to try. Ctrl-C drains, stops,
+//! and removes the throwaway database.
 
 use std::process::ExitCode;
 
@@ -8,9 +9,12 @@ use anyhow::{Context, Result};
 use rand::distributions::{Alphanumeric, DistString};
 
 use memwarden::config::{Overrides, Settings};
+use memwarden::daemon::Exit;
 use memwarden::devdb::ThrowawayPostgres;
 use memwarden::startup::{Application, Build, Kinds};
 use memwarden::telemetry::LogFormat;
+
+use super::{Cli, RunArgs};
 
 fn token() -> String {
     Alphanumeric.sample_string(&mut rand::thread_rng(), 32)
@@ -62,7 +66,36 @@ pub async fn dev(config: Option<std::path::PathBuf>, log_format: LogFormat) -> R
         pg.stop();
         eprintln!("throwaway PostgreSQL stopped and removed");
     }
-    Ok(super::commands::exit_code(exit?))
+    Ok(exit_code(exit?))
+}
+
+pub async fn run(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
+    let overrides = Overrides {
+        database_url: args.database_url.clone(),
+        control_addr: args.control_addr.clone(),
+        require_justification: args.admin_require_justification,
+    };
+    let settings = cli.settings(&overrides)?;
+    let log = memwarden::telemetry::init_logging(cli.log_format, &settings.log.level);
+    let build = Build {
+        config_path: cli.config.clone(),
+        overrides,
+        log,
+        kinds: Kinds::Daemon,
+    };
+    let exit = Application::build(settings, build)
+        .await?
+        .run_until_stopped()
+        .await?;
+    Ok(exit_code(exit))
+}
+
+/// How a daemon's end becomes the process's exit status.
+pub fn exit_code(exit: Exit) -> ExitCode {
+    match exit {
+        Exit::Clean => ExitCode::SUCCESS,
+        Exit::Hard => ExitCode::from(1),
+    }
 }
 
 /// A few memories of two owners, so a new user sees enrichment happen. Loaded only into an
