@@ -82,3 +82,25 @@ pub fn bound_control_addr(child: &mut Child, log: &Path, limit: Duration) -> Str
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// The sum of the values of every series of `name` in a Prometheus text page.
+pub fn metric_in(page: &str, name: &str) -> (f64, Vec<String>) {
+    let mut sum = 0.0;
+    let mut series = Vec::new();
+    for line in page.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+            continue;
+        }
+        if let Some(v) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
+            sum += v;
+            series.push(line.to_string());
+        }
+    }
+    (sum, series)
+}

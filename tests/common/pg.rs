@@ -1,7 +1,8 @@
-//! The tests' PostgreSQL, shared by the `integration` and `reliability` targets (each
-//! includes this file with `#[path]`): one server per test process (`DATABASE_URL` when set,
-//! otherwise a private throwaway cluster from the local server binaries), and a fresh database
-//! per test, copied from a template migrated once.
+//! The tests' PostgreSQL, shared by every test target of both crates (each includes this
+//! file with `#[path]`, and gives it `ThrowawayPostgres` and `migrate_schema` in the module
+//! that includes it): one server per test process (`DATABASE_URL` when set, otherwise a
+//! private throwaway cluster from the local server binaries), and a fresh database per test,
+//! copied from a template migrated once.
 
 // Each target uses a different subset of these helpers.
 #![allow(dead_code)]
@@ -9,7 +10,7 @@
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use memwarden::devdb::ThrowawayPostgres;
+use super::{migrate_schema, ThrowawayPostgres};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
@@ -78,10 +79,7 @@ pub fn migrate_at(url: &str) {
     let url = url.to_string();
     on_own_runtime(move || async move {
         let pool = PgPool::connect(&url).await.unwrap();
-        memwarden::db::migrate(&pool).await.expect("migrating");
-        memwarden::queue::probe::create_effects_table(&pool)
-            .await
-            .unwrap();
+        migrate_schema(&pool).await;
         pool.close().await;
     })
 }

@@ -1,28 +1,25 @@
-//! Config that switches the default schedules off (the documented `enabled = false`
-//! override), for daemons whose test must see only its own jobs.
+//! The default schedules in test daemons. Off unless a test asks for them, so that a test
+//! sees only its own jobs; with `MEMWARDEN_TEST_CRON=fast` every default fires every three
+//! seconds instead, which proves that the tests that count jobs count only their own: run
+//! `MEMWARDEN_TEST_CRON=fast cargo test --test integration queue` (and `--test reliability`).
 
-pub const NO_DEFAULT_SCHEDULES: &str = "
-[[schedules]]
-name = \"job-purge\"
-cron = \"0 0 * * * *\"
-kind = \"job-purge\"
-enabled = false
+use memwarden::config::DEFAULT_NAMES;
 
-[[schedules]]
-name = \"sync\"
-cron = \"0 30 * * * *\"
-kind = \"sync\"
-enabled = false
+/// Whether the suite runs with the default schedules firing every few seconds.
+pub fn fast() -> bool {
+    std::env::var("MEMWARDEN_TEST_CRON").as_deref() == Ok("fast")
+}
 
-[[schedules]]
-name = \"eviction\"
-cron = \"0 15 3 * * *\"
-kind = \"eviction\"
-enabled = false
-
-[[schedules]]
-name = \"enrichment-catchup\"
-cron = \"0 */5 * * * *\"
-kind = \"enrichment-catchup\"
-enabled = false
-";
+/// The `[[schedules]]` entries a test daemon's config ends with.
+pub fn for_tests() -> String {
+    DEFAULT_NAMES
+        .iter()
+        .map(|name| {
+            if fast() {
+                format!("\n[[schedules]]\nname = \"{name}\"\ncron = \"*/3 * * * * *\"\n")
+            } else {
+                format!("\n[[schedules]]\nname = \"{name}\"\nenabled = false\n")
+            }
+        })
+        .collect()
+}

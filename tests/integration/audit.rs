@@ -103,7 +103,7 @@ async fn call(d: &Daemon, token: &str, method: &str, path: &str, body: &Value) -
 #[tokio::test]
 async fn role_matrix_route_by_route() {
     let db = TestDb::migrated();
-    let d = Daemon::builder(&db.url).config(KEYS).spawn();
+    let d = Daemon::builder(&db.url).config(KEYS).ready().await;
     let job = d.probe(json!({})).await;
 
     for path in reads(&job) {
@@ -185,7 +185,8 @@ async fn required_justification_and_an_audit_entry_for_every_call() {
     let d = Daemon::builder(&db.url)
         .config(KEYS)
         .env("MEMWARDEN_ADMIN_REQUIRE_JUSTIFICATION", "true")
-        .spawn();
+        .ready()
+        .await;
     let c = crate::harness::admin_client();
 
     let r = c
@@ -292,7 +293,7 @@ fn verify(db: &TestDb) -> (bool, String) {
 async fn audit_verify_names_the_first_changed_or_removed_row() {
     let db = TestDb::migrated();
     let pool = db.pool().await;
-    let d = Daemon::start(&db.url);
+    let d = Daemon::start(&db.url).await;
     for i in 0..6 {
         d.get(&format!("/v1/status?justification=check-{i}")).await;
     }

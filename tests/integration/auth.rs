@@ -43,18 +43,18 @@ fn auditor_token_sha() -> String {
     hex::encode(sha2::Sha256::digest(b"key-auditor-secret"))
 }
 
-fn daemon(db: &TestDb) -> Daemon {
+async fn daemon(db: &TestDb) -> Daemon {
     let keys = KEYS.replace(
         "6e4bb37dc6a8a2c2b3c31b5a6a3f3c0f4ac0f5a4ec2ea5b4da22bdb9bbd6cb1f",
         &auditor_token_sha(),
     );
-    Daemon::builder(&db.url).config(&keys).spawn()
+    Daemon::builder(&db.url).config(&keys).ready().await
 }
 
 #[tokio::test]
 async fn missing_or_wrong_tokens_get_the_specified_problems() {
     let db = TestDb::migrated();
-    let d = daemon(&db);
+    let d = daemon(&db).await;
     let c = reqwest::Client::new();
 
     let (s, v) = problem(c.get(d.url("/v1/status"))).await;
@@ -132,7 +132,7 @@ async fn missing_or_wrong_tokens_get_the_specified_problems() {
 #[tokio::test]
 async fn admin_token_not_configured_is_403() {
     let db = TestDb::migrated();
-    let d = Daemon::builder(&db.url).without_admin_token().spawn();
+    let d = Daemon::builder(&db.url).without_admin_token().ready().await;
     let (s, v) = problem(
         reqwest::Client::new()
             .post(d.url("/v1/admin/drain"))
@@ -148,7 +148,7 @@ async fn admin_token_not_configured_is_403() {
 #[tokio::test]
 async fn bad_bodies_are_400_problems_naming_the_field_and_tokens_never_reach_the_log() {
     let db = TestDb::migrated();
-    let d = daemon(&db);
+    let d = daemon(&db).await;
     let c = crate::harness::admin_client();
 
     let (s, v) = problem(c.post(d.url("/v1/jobs")).body("{\"kind\": ")).await;

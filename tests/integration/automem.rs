@@ -38,7 +38,8 @@ async fn plain_inserts_are_enriched_and_the_status_drains() {
     let pool = db.pool().await;
     let d = Daemon::builder(&db.url)
         .config("[queues.default]\nconcurrency = 8")
-        .spawn();
+        .ready()
+        .await;
     insert_memories(&pool, 400, 20).await;
     eventually(Duration::from_secs(60), "every memory enriched", || async {
         count(
@@ -89,7 +90,7 @@ async fn plain_inserts_are_enriched_and_the_status_drains() {
 async fn automem_reprocess_curl_works() {
     let db = TestDb::migrated();
     let pool = db.pool().await;
-    let d = Daemon::start(&db.url);
+    let d = Daemon::start(&db.url).await;
     insert_memories(&pool, 3, 1).await;
     let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM memories ORDER BY id")
         .fetch_all(&pool)
@@ -140,7 +141,7 @@ async fn sigkill_halfway_still_enriches_every_memory_once_in_effect() {
     let db = TestDb::migrated();
     let pool = db.pool().await;
     let fast = "[queue]\nlease = 2\nheartbeat = 0.5\nreaper_interval = 0.5\n[queues.default]\nconcurrency = 4";
-    let mut first = Daemon::builder(&db.url).config(fast).spawn();
+    let mut first = Daemon::builder(&db.url).config(fast).ready().await;
     insert_memories(&pool, 300, 10).await;
     eventually(Duration::from_secs(30), "about half enriched", || async {
         count(
@@ -152,8 +153,8 @@ async fn sigkill_halfway_still_enriches_every_memory_once_in_effect() {
     })
     .await;
     first.signal(Signal::SIGKILL);
-    first.wait_exit(Duration::from_secs(5)).unwrap();
-    let _second = Daemon::builder(&db.url).config(fast).spawn();
+    first.wait_exit(Duration::from_secs(5)).await.unwrap();
+    let _second = Daemon::builder(&db.url).config(fast).ready().await;
     eventually(Duration::from_secs(90), "every memory enriched", || async {
         count(
             &pool,
@@ -184,7 +185,7 @@ async fn sigkill_halfway_still_enriches_every_memory_once_in_effect() {
 async fn provider_settings_reload_live() {
     let db = TestDb::migrated();
     let pool = db.pool().await;
-    let d = Daemon::start(&db.url);
+    let d = Daemon::start(&db.url).await;
     insert_memories(&pool, 1, 1).await;
     eventually(
         Duration::from_secs(20),
@@ -264,7 +265,7 @@ async fn catch_up_job_enqueues_only_memories_that_need_enrichment() {
             .unwrap();
     }
 
-    let _d = Daemon::start(&db.url);
+    let _d = Daemon::start(&db.url).await;
     let job: String =
         sqlx::query_scalar("SELECT memwarden.enqueue('enrichment-catchup', '{}')::text")
             .fetch_one(&pool)

@@ -14,9 +14,10 @@ async fn three_replicas_fire_each_tick_exactly_once() {
     let pool = db.pool().await;
     let schedule =
         "[[schedules]]\nname = \"every-second\"\ncron = \"* * * * * *\"\nkind = \"probe\"\n";
-    let daemons: Vec<Daemon> = (0..3)
-        .map(|_| Daemon::builder(&db.url).config(schedule).spawn())
-        .collect();
+    let mut daemons: Vec<Daemon> = Vec::new();
+    for _ in 0..3 {
+        daemons.push(Daemon::builder(&db.url).config(schedule).ready().await);
+    }
     tokio::time::sleep(Duration::from_secs(10)).await;
     drop(daemons);
 
@@ -55,7 +56,7 @@ async fn three_replicas_fire_each_tick_exactly_once() {
 async fn catches_up_once_after_downtime() {
     let db = TestDb::migrated();
     let pool = db.pool().await;
-    let d = Daemon::start(&db.url);
+    let d = Daemon::start(&db.url).await;
     let c = admin_client();
     let r = c
         .put(d.url("/v1/schedules/minutely"))
@@ -70,7 +71,7 @@ async fn catches_up_once_after_downtime() {
         .execute(&pool)
         .await
         .unwrap();
-    let _d = Daemon::start(&db.url);
+    let _d = Daemon::start(&db.url).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let n: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM memwarden.jobs WHERE unique_key LIKE 'cron:minutely:%'",
@@ -99,7 +100,7 @@ async fn put(
 #[tokio::test]
 async fn schedules_api_with_etags() {
     let db = TestDb::migrated();
-    let d = Daemon::start(&db.url);
+    let d = Daemon::start(&db.url).await;
     let c = admin_client();
 
     let list: Value = d.get("/v1/schedules").await.json().await.unwrap();
@@ -162,7 +163,7 @@ async fn schedules_api_with_etags() {
 #[tokio::test]
 async fn a_config_reload_updates_the_schedules() {
     let db = TestDb::migrated();
-    let d = Daemon::builder(&db.url).spawn();
+    let d = Daemon::builder(&db.url).ready().await;
     let config = d.log.parent().unwrap().join("memwarden.toml");
     std::fs::write(
         &config,

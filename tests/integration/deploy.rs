@@ -285,7 +285,7 @@ impl Drop for Prometheus {
 #[tokio::test]
 async fn prometheus_scrapes_memwarden_and_loads_the_alerts() {
     let db = TestDb::migrated();
-    let daemon = Daemon::start(&db.url);
+    let daemon = Daemon::start(&db.url).await;
     let prom = Prometheus::start(&daemon.addr, &deploy("prometheus/alerts.yml"));
     let client = reqwest::Client::new();
 

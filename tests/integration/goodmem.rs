@@ -8,16 +8,16 @@ use crate::harness::{eventually, http_status, run_goodmem, Daemon, TestDb};
 
 const ADMIN_KEY: &str = "goodmem-admin-key";
 
-fn daemon(db: &TestDb) -> Daemon {
+async fn daemon(db: &TestDb) -> Daemon {
     Daemon::builder(&db.url)
         .config(&format!("[[auth.keys]]\nclient_id = \"goodmem-sdk\"\nrole = \"admin\"\ntoken = \"{ADMIN_KEY}\"\n"))
-        .spawn()
+        .ready().await
 }
 
 #[tokio::test]
 async fn sdk_drain_then_resume() {
     let db = TestDb::migrated();
-    let d = daemon(&db);
+    let d = daemon(&db).await;
     let out = run_goodmem(
         "import os, json\n\
          from goodmem import Goodmem\n\
@@ -48,7 +48,7 @@ async fn sdk_drain_then_resume() {
 async fn sdk_purge_dry_run_then_real() {
     let db = TestDb::migrated();
     let pool = db.pool().await;
-    let d = daemon(&db);
+    let d = daemon(&db).await;
     // Terminal jobs from two days ago, with attempts and references; plus fresh and live ones.
     sqlx::query(
         "INSERT INTO memwarden.jobs (id, kind, status, attempt, finished_at, created_at) \
@@ -118,7 +118,7 @@ async fn sdk_purge_dry_run_then_real() {
 #[tokio::test]
 async fn purge_rejects_bad_input_with_a_named_problem() {
     let db = TestDb::migrated();
-    let d = daemon(&db);
+    let d = daemon(&db).await;
     let c = reqwest::Client::new();
     let old = (chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339();
     let recent = (chrono::Utc::now() - chrono::Duration::minutes(30)).to_rfc3339();
@@ -172,7 +172,7 @@ async fn purge_rejects_bad_input_with_a_named_problem() {
 #[tokio::test]
 async fn sdk_license_reload_follows_the_config_file() {
     let db = TestDb::migrated();
-    let d = daemon(&db);
+    let d = daemon(&db).await;
     let config = d.log.parent().unwrap().join("memwarden.toml");
     let original = std::fs::read_to_string(&config).unwrap();
     let reload = || {

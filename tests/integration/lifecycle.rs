@@ -10,8 +10,8 @@ use crate::harness::{eventually, http_status, job_status, wait_job, Daemon, Test
 #[tokio::test]
 async fn ready_quickly_and_idle_sigterm_exits_zero_at_once() {
     let db = TestDb::migrated();
-    let mut d = Daemon::builder(&db.url).no_wait().spawn();
-    let ready_in = d.wait_ready(Duration::from_secs(10));
+    let mut d = Daemon::builder(&db.url).spawn();
+    let ready_in = d.wait_ready(Duration::from_secs(10)).await;
     eprintln!(
         "READY (/readyz 200) {} ms after spawn",
         ready_in.as_millis()
@@ -25,6 +25,7 @@ async fn ready_quickly_and_idle_sigterm_exits_zero_at_once() {
     d.signal(Signal::SIGTERM);
     let status = d
         .wait_exit(Duration::from_secs(5))
+        .await
         .expect("exits after SIGTERM");
     let took = t0.elapsed();
     eprintln!("idle SIGTERM -> exit in {} ms", took.as_millis());
@@ -37,7 +38,7 @@ async fn ready_quickly_and_idle_sigterm_exits_zero_at_once() {
 async fn sigterm_waits_for_in_flight_work_then_exits_zero() {
     let db = TestDb::migrated();
     let pool = db.pool().await;
-    let mut d = Daemon::start(&db.url);
+    let mut d = Daemon::start(&db.url).await;
     let id = d.probe(json!({"sleep_ms": 1500})).await;
     wait_job(&pool, &id, "running").await;
 
@@ -49,6 +50,7 @@ async fn sigterm_waits_for_in_flight_work_then_exits_zero() {
     .await;
     let status = d
         .wait_exit(Duration::from_secs(10))
+        .await
         .expect("exits once the job is done");
     assert_eq!(status.code(), Some(0));
     assert_eq!(job_status(&pool, &id).await, "succeeded");
@@ -58,7 +60,7 @@ async fn sigterm_waits_for_in_flight_work_then_exits_zero() {
 async fn second_sigterm_during_a_slow_drain_is_a_hard_stop() {
     let db = TestDb::migrated();
     let pool = db.pool().await;
-    let mut d = Daemon::start(&db.url);
+    let mut d = Daemon::start(&db.url).await;
     let id = d.probe(json!({"sleep_ms": 30000, "stubborn": true})).await;
     wait_job(&pool, &id, "running").await;
 
@@ -72,6 +74,7 @@ async fn second_sigterm_during_a_slow_drain_is_a_hard_stop() {
     d.signal(Signal::SIGTERM);
     let status = d
         .wait_exit(Duration::from_secs(5))
+        .await
         .expect("exits at once on the second SIGTERM");
     eprintln!("second SIGTERM -> exit in {} ms", t0.elapsed().as_millis());
     assert_eq!(status.code(), Some(1));
@@ -95,7 +98,8 @@ async fn grace_period_end_interrupts_and_releases_the_job() {
     let pool = db.pool().await;
     let mut d = Daemon::builder(&db.url)
         .config("[shutdown]\ngrace_period = 0.5")
-        .spawn();
+        .ready()
+        .await;
     let id = d.probe(json!({"sleep_ms": 30000})).await;
     wait_job(&pool, &id, "running").await;
 
@@ -103,6 +107,7 @@ async fn grace_period_end_interrupts_and_releases_the_job() {
     d.signal(Signal::SIGTERM);
     let status = d
         .wait_exit(Duration::from_secs(10))
+        .await
         .expect("exits after the grace period");
     assert_eq!(status.code(), Some(0), "log:\n{}", d.logs());
     assert!(t0.elapsed() < Duration::from_secs(5));
@@ -129,7 +134,7 @@ async fn grace_period_end_interrupts_and_releases_the_job() {
 #[tokio::test]
 async fn sigtstp_quiets_and_resume_brings_ready_back() {
     let db = TestDb::migrated();
-    let d = Daemon::start(&db.url);
+    let d = Daemon::start(&db.url).await;
     d.signal(Signal::SIGTSTP);
     eventually(Duration::from_secs(3), "QUIESCED after SIGTSTP", || async {
         d.state().await == "QUIESCED"
@@ -145,9 +150,7 @@ async fn sigtstp_quiets_and_resume_brings_ready_back() {
 #[tokio::test]
 async fn unreachable_database_keeps_starting_and_sigterm_still_exits_zero() {
     let port = crate::harness::free_port();
-    let mut d = Daemon::builder(&format!("postgres://postgres@127.0.0.1:{port}/nowhere"))
-        .no_wait()
-        .spawn();
+    let mut d = Daemon::builder(&format!("postgres://postgres@127.0.0.1:{port}/nowhere")).spawn();
     eventually(
         Duration::from_secs(5),
         "healthz answers while starting",
@@ -170,7 +173,10 @@ async fn unreachable_database_keeps_starting_and_sigterm_still_exits_zero() {
     assert!(d.logs().contains("database unreachable; retrying"));
     d.signal(Signal::SIGTERM);
     assert_eq!(
-        d.wait_exit(Duration::from_secs(3)).expect("exits").code(),
+        d.wait_exit(Duration::from_secs(3))
+            .await
+            .expect("exits")
+            .code(),
         Some(0)
     );
 }
@@ -179,7 +185,7 @@ async fn unreachable_database_keeps_starting_and_sigterm_still_exits_zero() {
 async fn api_drain_is_idempotent_and_waits_when_asked() {
     let db = TestDb::migrated();
     let pool = db.pool().await;
-    let d = Daemon::start(&db.url);
+    let d = Daemon::start(&db.url).await;
     let id = d.probe(json!({"sleep_ms": 800})).await;
     wait_job(&pool, &id, "running").await;
 
@@ -225,7 +231,7 @@ async fn api_drain_is_idempotent_and_waits_when_asked() {
 async fn drain_wait_with_a_short_timeout_reports_still_draining() {
     let db = TestDb::migrated();
     let pool = db.pool().await;
-    let d = Daemon::start(&db.url);
+    let d = Daemon::start(&db.url).await;
     let id = d.probe(json!({"sleep_ms": 3000})).await;
     wait_job(&pool, &id, "running").await;
     let v: Value = d
@@ -251,7 +257,7 @@ async fn drain_wait_with_a_short_timeout_reports_still_draining() {
 #[tokio::test]
 async fn cli_drain_resume_and_status_talk_to_the_daemon() {
     let db = TestDb::migrated();
-    let d = Daemon::start(&db.url);
+    let d = Daemon::start(&db.url).await;
     let cli = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_memwarden"))
             .args(args)
@@ -295,7 +301,8 @@ async fn sighup_reloads_and_a_broken_file_keeps_the_old_config() {
     let db = TestDb::migrated();
     let d = Daemon::builder(&db.url)
         .config("[queues.default]\nconcurrency = 3")
-        .spawn();
+        .ready()
+        .await;
     let config = d.log.parent().unwrap().join("memwarden.toml");
     let concurrency = || async {
         let v: Value = d.get("/v1/status").await.json().await.unwrap();
@@ -349,7 +356,8 @@ async fn systemd_notify_ready_status_watchdog_and_stopping() {
     let mut d = Daemon::builder(&db.url)
         .env("NOTIFY_SOCKET", sock_path.to_str().unwrap())
         .env("WATCHDOG_USEC", "400000")
-        .spawn();
+        .ready()
+        .await;
     let mut got = Vec::new();
     let read = |got: &mut Vec<String>, until: Instant| {
         let mut buf = [0u8; 4096];
@@ -372,7 +380,10 @@ async fn systemd_notify_ready_status_watchdog_and_stopping() {
     let all = got.join("\n");
     assert!(all.contains("STOPPING=1"), "{all}");
     assert!(all.contains("EXTEND_TIMEOUT_USEC="), "{all}");
-    assert_eq!(d.wait_exit(Duration::from_secs(5)).unwrap().code(), Some(0));
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(5)).await.unwrap().code(),
+        Some(0)
+    );
 }
 
 /// A loop stuck on a lock stops the watchdog pings (and fails /healthz, naming it); once it
@@ -390,7 +401,8 @@ async fn a_stalled_loop_stops_the_watchdog_pings() {
         .config("[queue]\ndepth_interval = 0.5")
         .env("NOTIFY_SOCKET", sock_path.to_str().unwrap())
         .env("WATCHDOG_USEC", "600000")
-        .spawn();
+        .ready()
+        .await;
     let pings_during = |window: Duration| {
         let until = Instant::now() + window;
         let mut buf = [0u8; 4096];

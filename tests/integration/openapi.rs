@@ -52,7 +52,7 @@ const OPERATIONS: &[(&str, &str)] = &[
 #[tokio::test]
 async fn openapi_documents_every_route() {
     let db = TestDb::migrated();
-    let d = Daemon::start(&db.url);
+    let d = Daemon::start(&db.url).await;
     let doc: Value = reqwest::get(d.url("/openapi.json"))
         .await
         .unwrap()
@@ -174,7 +174,7 @@ fn paths(flag: &str, paths: &[&str]) -> Vec<String> {
 #[tokio::test]
 async fn schemathesis_finds_no_server_error_and_every_response_matches_its_schema() {
     let db = TestDb::migrated();
-    let d = Daemon::start(&db.url);
+    let d = Daemon::start(&db.url).await;
     let all_checks = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance";
     // The event streams never end, so they are not fuzzed; /readyz and /healthz answer 503 by
     // design once a fuzzed drain has run, so they are checked for conformance only, below.
@@ -192,7 +192,7 @@ async fn schemathesis_finds_no_server_error_and_every_response_matches_its_schem
     );
 
     let db = TestDb::migrated();
-    let d = Daemon::builder(&db.url).without_default_schedules().spawn();
+    let d = Daemon::builder(&db.url).ready().await;
     let waiting = paths("--include-path", WAITING);
     let waiting: Vec<&str> = waiting.iter().map(String::as_str).collect();
     run_schemathesis(&d, all_checks, &waiting);

@@ -38,7 +38,8 @@ async fn outcomes_retries_backoff_discard_snooze_panic_and_timeout() {
     let db = TestDb::migrated();
     let d = Daemon::builder(&db.url)
         .config("[kinds.probe]\nbackoff_base = 0.2\nbackoff_cap = 0.5\ntimeout = 1")
-        .spawn();
+        .ready()
+        .await;
 
     let ok = id_of(&d.enqueue(json!({"kind": "probe", "args": {}})).await);
     let j = wait_status(&d, &ok, "succeeded", Duration::from_secs(5)).await;
@@ -153,7 +154,8 @@ async fn backoff_is_persisted_in_run_at() {
     let pool = db.pool().await;
     let d = Daemon::builder(&db.url)
         .config("[kinds.probe]\nbackoff_base = 30")
-        .spawn();
+        .ready()
+        .await;
     let id = id_of(
         &d.enqueue(json!({"kind": "probe", "args": {"fail_until_attempt": 1}}))
             .await,
@@ -173,7 +175,7 @@ async fn backoff_is_persisted_in_run_at() {
 #[tokio::test]
 async fn unique_keys_priorities_and_scheduled_jobs() {
     let db = TestDb::migrated();
-    let d = Daemon::builder(&db.url).spawn();
+    let d = Daemon::builder(&db.url).ready().await;
     d.quiet().await; // nothing runs while we set up
 
     let a = d
@@ -234,7 +236,8 @@ async fn sql_enqueue_function_wakes_a_worker_and_dedups() {
     let pool = db.pool().await;
     let d = Daemon::builder(&db.url)
         .config("[queue]\npoll_interval_ms = 60000")
-        .spawn();
+        .ready()
+        .await;
     let t0 = Instant::now();
     let id: uuid::Uuid = sqlx::query_scalar("SELECT memwarden.enqueue('probe', '{}'::jsonb)")
         .fetch_one(&pool)
@@ -263,7 +266,7 @@ async fn sql_enqueue_function_wakes_a_worker_and_dedups() {
 #[tokio::test]
 async fn cancel_and_retry() {
     let db = TestDb::migrated();
-    let d = Daemon::start(&db.url);
+    let d = Daemon::start(&db.url).await;
 
     // A running job gets its token fired and ends as canceled.
     let running = id_of(
@@ -319,7 +322,7 @@ async fn cancel_and_retry() {
 #[tokio::test]
 async fn pause_resume_and_paginated_lists() {
     let db = TestDb::migrated();
-    let d = Daemon::start(&db.url);
+    let d = Daemon::start(&db.url).await;
     let c = admin_client();
     assert_eq!(
         d.post("/v1/queues/default/pause", json!({})).await.status(),
@@ -394,7 +397,7 @@ async fn sigkill_mid_batch_loses_nothing() {
     let db = TestDb::migrated();
     let pool = db.pool().await;
     let fast = "[queue]\nlease = 2\nheartbeat = 0.5\nreaper_interval = 0.5\n[queues.default]\nconcurrency = 8";
-    let mut victim = Daemon::builder(&db.url).config(fast).spawn();
+    let mut victim = Daemon::builder(&db.url).config(fast).ready().await;
     let n = 200;
     sqlx::query("SELECT memwarden.enqueue('probe', '{\"sleep_ms\": 50, \"effect\": true}'::jsonb) FROM generate_series(1, $1) g")
         .bind(n)
@@ -421,7 +424,7 @@ async fn sigkill_mid_batch_loses_nothing() {
     )
     .await;
     victim.signal(Signal::SIGKILL);
-    victim.wait_exit(Duration::from_secs(5)).unwrap();
+    victim.wait_exit(Duration::from_secs(5)).await.unwrap();
     let held = count(
         &pool,
         "SELECT count(*) FROM memwarden.jobs WHERE status = 'running'",
@@ -429,7 +432,7 @@ async fn sigkill_mid_batch_loses_nothing() {
     .await;
     assert!(held > 0, "the killed worker held jobs");
 
-    let rescuer = Daemon::builder(&db.url).config(fast).spawn();
+    let rescuer = Daemon::builder(&db.url).config(fast).ready().await;
     let all_succeeded = within(Duration::from_secs(30), || async {
         count(
             &pool,
@@ -514,7 +517,8 @@ async fn drain_under_load_leaves_nothing_running() {
     let pool = db.pool().await;
     let mut d = Daemon::builder(&db.url)
         .config("[queues.default]\nconcurrency = 24\nprefetch = 48")
-        .spawn();
+        .ready()
+        .await;
     d.quiet().await; // nothing runs while we set up
     sqlx::query("SELECT memwarden.enqueue('probe', '{\"sleep_ms\": 1000}'::jsonb) FROM generate_series(1, 1024)")
         .execute(&pool)
@@ -534,7 +538,7 @@ async fn drain_under_load_leaves_nothing_running() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let t0 = Instant::now();
     d.signal(Signal::SIGTERM);
-    let status = d.wait_exit(Duration::from_secs(10)).expect("exits");
+    let status = d.wait_exit(Duration::from_secs(10)).await.expect("exits");
     let took = t0.elapsed();
     eprintln!(
         "drain under load: exit {} ms after SIGTERM (jobs of 1000 ms, ~800 ms left)",

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::fake_openai::{fake_openai, server_error, slow_fake_openai, Reply};
+use crate::harness::fake_openai::{fake_openai, server_error, slow_fake_openai, Reply};
 use crate::harness::{
     admin_curl as curl, count, eventually, job_status, Daemon, TestDb, ADMIN, API,
 };
@@ -34,11 +34,8 @@ async fn insert_memories(pool: &PgPool, n: i64) {
 
 /// A daemon on `url` with `config`, and no background work but what the test asks for: the
 /// enrichment catch-up and the hourly sync would write embeddings beside the work under test.
-fn daemon(url: &str, config: &str) -> Daemon {
-    Daemon::builder(url)
-        .without_default_schedules()
-        .config(config)
-        .spawn()
+async fn daemon(url: &str, config: &str) -> Daemon {
+    Daemon::builder(url).config(config).ready().await
 }
 
 /// The memories table as text: what reembed and sync must never change.
@@ -73,7 +70,7 @@ async fn automem_reembed_embeds_what_is_missing_and_preserves_metadata() {
     let pool = db.pool().await;
     insert_memories(&pool, 300).await;
     let before = memories_snapshot(&pool).await;
-    let d = daemon(&db.url, "");
+    let d = daemon(&db.url, "").await;
 
     // AutoMem's admin curl: Bearer plus X-Admin-Token, answered when the job ends.
     let (code, report) = curl(&d.url("/admin/reembed"), &json!({"batch_size": 50}));
@@ -135,7 +132,7 @@ async fn automem_reembed_embeds_what_is_missing_and_preserves_metadata() {
 async fn bad_reembed_and_sync_input_is_400_naming_the_field() {
     let db = TestDb::migrated();
     let pool = db.pool().await;
-    let d = daemon(&db.url, "");
+    let d = daemon(&db.url, "").await;
     let cases = [
         ("/admin/reembed", json!({"batch_size": 0}), "batch_size"),
         ("/admin/reembed", json!({"batch_size": -1}), "batch_size"),
@@ -190,7 +187,7 @@ async fn sync_finds_exactly_the_drift_and_repairs_it_without_touching_memories()
     let db = TestDb::migrated();
     let pool = db.pool().await;
     insert_memories(&pool, 1000).await;
-    let d = daemon(&db.url, "");
+    let d = daemon(&db.url, "").await;
     let (code, _) = curl(&d.url("/admin/reembed"), &json!({"batch_size": 100}));
     assert_eq!(code, "200");
 
@@ -311,7 +308,7 @@ async fn a_changed_model_is_model_mismatch_and_sync_leaves_no_old_dims() {
     let pool = db.pool().await;
     insert_memories(&pool, 200).await;
     {
-        let d = daemon(&db.url, "");
+        let d = daemon(&db.url, "").await;
         let (code, _) = curl(&d.url("/admin/reembed"), &json!({}));
         assert_eq!(code, "200");
     }
@@ -324,7 +321,7 @@ async fn a_changed_model_is_model_mismatch_and_sync_leaves_no_old_dims() {
         200
     );
     // The configured embedding changes size: every embedding is now of the wrong model.
-    let d = daemon(&db.url, "[embedding]\ndimensions = 128");
+    let d = daemon(&db.url, "[embedding]\ndimensions = 128").await;
     let (code, report) = curl(&d.url("/admin/sync"), &json!({"dry_run": true}));
     assert_eq!(code, "200");
     assert_eq!(
@@ -363,7 +360,7 @@ async fn a_provider_that_fails_every_batch_fails_the_job_with_its_error() {
     let provider = format!(
         "[embedding]\nprovider = \"openai\"\nbase_url = \"{base}\"\napi_key = \"sk-test\"\nmodel = \"nope\"\nmax_retries = 0"
     );
-    let d = daemon(&db.url, &provider);
+    let d = daemon(&db.url, &provider).await;
     let (code, problem) = curl(&d.url("/admin/reembed"), &json!({"batch_size": 10}));
     assert_eq!(code, "500", "{problem}");
     assert!(
@@ -382,7 +379,7 @@ async fn a_provider_that_fails_every_batch_fails_the_job_with_its_error() {
         "[embedding]\nprovider = \"openai\"\nbase_url = \"{base}\"\napi_key = \"sk-test\"\nmax_retries = 0\nconcurrency = 1\n\
          [kinds.reembed]\nbackoff_base = 0.05\nbackoff_cap = 0.2"
     );
-    let d = daemon(&db.url, &provider);
+    let d = daemon(&db.url, &provider).await;
     let r = d.post("/v1/work/reembed", json!({"batch_size": 10})).await;
     assert_eq!(r.status(), 202);
     let id = r.json::<Value>().await.unwrap()["job_id"]
@@ -419,7 +416,7 @@ async fn a_slow_provider_is_kept_busy_within_the_request_rate() {
         "[embedding]\nprovider = \"openai\"\nbase_url = \"{base}\"\napi_key = \"sk-test\"\n\
          dimensions = 16\nrequests_per_minute = 600\nconcurrency = 4"
     );
-    let d = daemon(&db.url, &provider);
+    let d = daemon(&db.url, &provider).await;
     let started = Instant::now();
     let (code, report) = curl(&d.url("/admin/reembed"), &json!({"batch_size": 1}));
     let took = started.elapsed();
@@ -463,7 +460,7 @@ async fn a_reembed_drained_halfway_resumes_after_its_last_batch() {
     let db = TestDb::migrated();
     let pool = db.pool().await;
     insert_memories(&pool, N).await;
-    let mut d = daemon(&db.url, "");
+    let mut d = daemon(&db.url, "").await;
     let r = d.post("/v1/work/reembed", json!({"batch_size": 32})).await;
     assert_eq!(r.status(), 202);
     let id = r.json::<Value>().await.unwrap()["job_id"]
@@ -488,6 +485,7 @@ async fn a_reembed_drained_halfway_resumes_after_its_last_batch() {
     d.signal(nix::sys::signal::Signal::SIGTERM);
     let status = d
         .wait_exit(Duration::from_secs(10))
+        .await
         .expect("exits after the drain");
     assert!(status.success(), "{status:?}");
 
@@ -511,7 +509,7 @@ async fn a_reembed_drained_halfway_resumes_after_its_last_batch() {
         "what was counted is what was written"
     );
 
-    let d = daemon(&db.url, "");
+    let d = daemon(&db.url, "").await;
     let job = finished(&d, &id, Duration::from_secs(120)).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     let report = &job["result"];
@@ -537,7 +535,7 @@ async fn work_routes_stream_progress_and_the_cli_follows() {
     let db = TestDb::migrated();
     let pool = db.pool().await;
     insert_memories(&pool, 2000).await;
-    let d = daemon(&db.url, "");
+    let d = daemon(&db.url, "").await;
 
     // SSE: progress events, then the report.
     let body = crate::harness::admin_client()
@@ -616,7 +614,7 @@ async fn the_job_finishes_when_the_automem_client_goes_away() {
     let db = TestDb::migrated();
     let pool = db.pool().await;
     insert_memories(&pool, 3000).await;
-    let d = daemon(&db.url, "");
+    let d = daemon(&db.url, "").await;
     let gone = crate::harness::admin_client()
         .post(d.url("/admin/reembed"))
         .timeout(Duration::from_millis(30))

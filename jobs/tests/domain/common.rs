@@ -1,0 +1,28 @@
+//! The runtime's test harness pieces that the domain's tests share (`tests/common`): the
+//! PostgreSQL of the run, rows of the memory store, the fake OpenAI server and small checks.
+//! The throwaway PostgreSQL is the one `memwarden dev` starts (`src/devdb.rs`), and the
+//! schema is the migrations'.
+
+#![allow(dead_code, unused_imports)]
+
+#[path = "../../../tests/common/checks.rs"]
+pub mod checks;
+#[path = "../../../src/devdb.rs"]
+mod devdb;
+#[path = "../../../tests/common/fake_openai.rs"]
+pub mod fake_openai;
+#[path = "../../../tests/common/fixtures.rs"]
+pub mod fixtures;
+#[path = "../../../tests/common/pg.rs"]
+pub mod pg;
+
+pub use checks::count;
+pub use devdb::ThrowawayPostgres;
+pub use pg::TestDb;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// The schema of a test database: the migrations, as the daemon applies them.
+pub async fn migrate_schema(pool: &sqlx::PgPool) {
+    MIGRATOR.run(pool).await.expect("migrating");
+}
