@@ -21,3 +21,6 @@ pub mod startup;
 pub mod supervisor;
 pub mod systemd;
 pub mod telemetry;
+
+#[cfg(test)]
+mod test_support;

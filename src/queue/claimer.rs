@@ -267,3 +267,82 @@ impl Claimer {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::queue::completer::Completer;
+    use crate::queue::{Handler, JobContext, NewJob, Outcome, Registry};
+    use crate::test_support::{self, eventually, TestDb};
+
+    struct Count(Arc<AtomicUsize>);
+
+    #[async_trait::async_trait]
+    impl Handler for Count {
+        async fn run(&self, _job: JobContext) -> Outcome {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Outcome::Succeeded(serde_json::Value::Null)
+        }
+    }
+
+    #[tokio::test]
+    async fn claims_in_batches_runs_each_job_once_and_leaves_a_paused_queue_alone() {
+        let db = TestDb::migrated();
+        let ran = Arc::new(AtomicUsize::new(0));
+        let registry = Registry::new().register("count", Count(ran.clone()));
+        let q = test_support::queue(
+            &db,
+            "[queue]\nclaim_batch = 7\npoll_interval_ms = 50\n",
+            registry,
+        );
+        let pool = db.pool().await;
+        let stop = CancellationToken::new();
+        let services: Vec<Arc<dyn Service>> = vec![
+            Arc::new(Completer::new(q.clone())),
+            Arc::new(Claimer::new(q.clone(), "default".into())),
+        ];
+        let tasks: Vec<_> = services
+            .into_iter()
+            .map(|s| {
+                let stop = stop.clone();
+                tokio::spawn(async move { s.run(stop).await })
+            })
+            .collect();
+        q.lifecycle().ready();
+        let jobs = (0..50)
+            .map(|_| NewJob::new("count", serde_json::json!({})))
+            .collect();
+        q.enqueue_many(jobs).await.unwrap();
+        let succeeded = || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM memwarden.jobs WHERE status = 'succeeded'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        };
+        eventually(Duration::from_secs(10), "50 jobs succeed", async || {
+            succeeded().await == 50
+        })
+        .await;
+        assert_eq!(ran.load(Ordering::Relaxed), 50, "each ran once");
+
+        q.wakeups().set_paused("default", true);
+        q.enqueue(NewJob::new("count", serde_json::json!({})))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(succeeded().await, 50, "a paused queue is not claimed");
+        q.wakeups().set_paused("default", false);
+        eventually(Duration::from_secs(5), "resumed, it runs", async || {
+            succeeded().await == 51
+        })
+        .await;
+        stop.cancel();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+    }
+}

@@ -191,6 +191,7 @@ impl Service for Cron {
     async fn run(&self, stop: CancellationToken) -> anyhow::Result<()> {
         let mut settings = self.queue.watch_settings();
         settings.borrow_and_update();
+        let mut watching = true;
         let beat = self
             .queue
             .health()
@@ -212,15 +213,17 @@ impl Service for Cron {
             // Wake a hair after the tick, so `now` is past it on this clock.
             tokio::select! {
                 _ = tokio::time::sleep(wait + Duration::from_millis(5)) => {}
-                changed = settings.changed() => {
-                    if changed.is_ok() {
+                changed = settings.changed(), if watching => match changed {
+                    Ok(()) => {
                         settings.borrow_and_update();
                         if let Err(e) = sync_schedules(&self.queue).await {
                             crate::telemetry::metrics::db_error("cron");
                             tracing::error!(error = %e, "schedules not updated after the config reload");
                         }
                     }
-                }
+                    // No one can change the settings any more.
+                    Err(_) => watching = false,
+                },
                 _ = stop.cancelled() => return Ok(()),
             }
         }

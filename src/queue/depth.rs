@@ -124,3 +124,48 @@ impl Periodic for Depth {
         Ok(self.queue.refresh_paused().await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::Registry;
+    use crate::test_support::{self, running_job, TestDb};
+
+    #[tokio::test]
+    async fn counts_each_status_and_reads_the_paused_queues() {
+        let db = TestDb::migrated();
+        let q = test_support::queue(&db, "", Registry::new());
+        let pool = db.pool().await;
+        running_job(&pool, "w", 1, 5, 30.0).await;
+        sqlx::query(
+            "INSERT INTO memwarden.jobs (id, kind, queue, args, status, run_at, finished_at) \
+             SELECT gen_random_uuid(), 'probe', 'default', '{}', s, now() + d * interval '1 hour', \
+                    CASE WHEN s = 'failed' THEN now() END \
+             FROM (VALUES ('available', -1), ('available', -1), ('available', 1), ('retryable', -1), ('failed', -1)) AS v(s, d)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO memwarden.queues (name, paused) VALUES ('quiet', true)")
+            .execute(&pool)
+            .await
+            .unwrap();
+
+        Depth::new(q.clone()).tick().await.unwrap();
+        let status = q.status().await.unwrap();
+        let default = status.iter().find(|s| s.name == "default").unwrap();
+        assert_eq!(
+            (
+                default.available,
+                default.scheduled,
+                default.running,
+                default.retryable,
+                default.failed
+            ),
+            (2, 1, 1, 1, 1)
+        );
+        assert!(default.oldest_available_age_s >= 3599.0);
+        assert!(status.iter().any(|s| s.name == "quiet" && s.paused));
+        assert!(q.wakeups().is_paused("quiet"), "the tick read the pause");
+    }
+}

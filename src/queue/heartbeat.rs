@@ -69,3 +69,46 @@ impl Periodic for Heartbeat {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::Registry;
+    use crate::test_support::{self, running_job, TestDb};
+
+    #[tokio::test]
+    async fn renews_our_leases_and_stops_what_is_no_longer_ours() {
+        let db = TestDb::migrated();
+        let q = test_support::queue(&db, "", Registry::new());
+        let pool = db.pool().await;
+        let ours = running_job(&pool, q.worker_id(), 1, 5, 2.0).await;
+        let canceled = running_job(&pool, q.worker_id(), 1, 5, 2.0).await;
+        let taken = running_job(&pool, "other:2:b", 1, 5, 2.0).await;
+        sqlx::query("UPDATE memwarden.jobs SET cancel_requested_at = now() WHERE id = $1")
+            .bind(canceled.id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        let tokens = q
+            .held()
+            .hold(&[ours.clone(), canceled.clone(), taken.clone()]);
+
+        Heartbeat::new(q.clone()).tick().await.unwrap();
+        let renewed: bool = sqlx::query_scalar(
+            "SELECT lease_expires_at > now() + interval '20 seconds' FROM memwarden.jobs WHERE id = $1",
+        )
+        .bind(ours.id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert!(renewed, "the lease runs the configured 30 s from now");
+        assert!(!tokens[0].is_cancelled());
+        assert!(tokens[1].is_cancelled());
+        assert_eq!(
+            q.held().stop_reason(canceled.id),
+            Some(StopReason::Canceled)
+        );
+        assert!(tokens[2].is_cancelled());
+        assert_eq!(q.held().stop_reason(taken.id), Some(StopReason::LeaseLost));
+    }
+}

@@ -92,3 +92,57 @@ impl Service for Listener {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::queue::Registry;
+    use crate::test_support::{self, eventually, running_job, TestDb};
+
+    #[tokio::test]
+    async fn control_notifications_pause_resume_and_cancel() {
+        let db = TestDb::migrated();
+        let q = test_support::queue(&db, "", Registry::new());
+        let pool = db.pool().await;
+        let stop = CancellationToken::new();
+        let listener = Listener::new(q.clone());
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move { listener.run(stop).await }
+        });
+        let notify = |payload: String| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(CONTROL_CHANNEL)
+                    .bind(payload)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        };
+        // Sent until the LISTEN has taken effect and one arrives.
+        eventually(Duration::from_secs(5), "a pause arrives", async || {
+            notify("pause:elsewhere".into()).await;
+            q.wakeups().is_paused("elsewhere")
+        })
+        .await;
+        notify("resume:elsewhere".into()).await;
+        eventually(Duration::from_secs(5), "the resume arrives", async || {
+            !q.wakeups().is_paused("elsewhere")
+        })
+        .await;
+        let job = running_job(&pool, q.worker_id(), 1, 5, 30.0).await;
+        let token = q.held().hold(std::slice::from_ref(&job)).remove(0);
+        notify(format!("cancel:{}", job.id)).await;
+        eventually(Duration::from_secs(5), "the cancel arrives", async || {
+            token.is_cancelled()
+        })
+        .await;
+        assert_eq!(q.held().stop_reason(job.id), Some(StopReason::Canceled));
+        stop.cancel();
+        task.await.unwrap().unwrap();
+    }
+}

@@ -81,3 +81,61 @@ impl Periodic for Reaper {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::Registry;
+    use crate::test_support::{self, running_job, TestDb};
+
+    #[tokio::test]
+    async fn an_expired_lease_is_rescued_and_its_attempt_recorded_lost() {
+        let db = TestDb::migrated();
+        let q = test_support::queue(&db, "", Registry::new());
+        let pool = db.pool().await;
+        let rescued = running_job(&pool, "ghost:1:a", 1, 5, -1.0).await;
+        let exhausted = running_job(&pool, "ghost:1:a", 5, 5, -1.0).await;
+        let alive = running_job(&pool, "other:2:b", 1, 5, 60.0).await;
+
+        assert_eq!(Reaper::reap(&q).await.unwrap(), 2);
+        let status = |id| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, String>("SELECT status FROM memwarden.jobs WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(status(rescued.id).await, "available", "claimable again");
+        assert_eq!(
+            status(exhausted.id).await,
+            "failed",
+            "its last attempt is gone"
+        );
+        assert_eq!(
+            status(alive.id).await,
+            "running",
+            "a live lease is left alone"
+        );
+        let lost: Vec<(uuid::Uuid, String)> = sqlx::query_as(
+            "SELECT job_id, worker FROM memwarden.job_attempts WHERE outcome = 'lost' ORDER BY job_id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            lost,
+            vec![
+                (rescued.id, "ghost:1:a".to_string()),
+                (exhausted.id, "ghost:1:a".to_string())
+            ]
+        );
+        assert_eq!(
+            Reaper::reap(&q).await.unwrap(),
+            0,
+            "a second pass finds nothing"
+        );
+    }
+}
