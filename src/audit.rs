@@ -87,7 +87,7 @@ pub async fn record(pool: Option<&PgPool>, r: AuditRecord) {
         ..r
     };
     if let Err(e) = append(pool, &r).await {
-        metrics::counter!("memwarden_db_errors_total", "op" => "audit").increment(1);
+        crate::telemetry::metrics::db_error("audit");
         tracing::error!(error = %e, path = %r.path, "audit row not written");
     }
 }

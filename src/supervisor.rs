@@ -73,7 +73,8 @@ async fn supervise(service: Arc<dyn Service>, stop: CancellationToken) {
                 tracing::error!(loop_name = %name, panic = %panic_message(&panic), "loop panicked; restarting")
             }
         }
-        metrics::counter!("memwarden_loop_restarts_total", "loop" => name.clone()).increment(1);
+        metrics::counter!(crate::telemetry::metrics::LOOP_RESTARTS, "loop" => name.clone())
+            .increment(1);
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = stop.cancelled() => return,

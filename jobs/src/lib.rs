@@ -14,6 +14,7 @@
 //! - [`reembed`]: bulk re-embedding in id order, resumable from a [`Checkpoint`].
 //! - [`sync`]: drift between `memories` and the vector index, found set-based and repaired.
 //! - [`eviction`]: permanent deletion of soft-deleted rows past a retention period.
+//! - [`memories`]: the store read as an operator does: memories and their enrichment state.
 
 pub mod args;
 mod bulk;
@@ -21,6 +22,7 @@ pub mod embedding;
 pub mod enrichment;
 pub mod eviction;
 pub mod extraction;
+pub mod memories;
 pub mod reembed;
 pub mod sync;
 mod text;

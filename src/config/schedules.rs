@@ -2,6 +2,9 @@
 //! entries that add a schedule or override a default by name. An override names only what it
 //! changes (`name = "sync"` with `enabled = false` switches the default off).
 
+use memwarden_jobs::eviction::EvictionArgs;
+use memwarden_jobs::sync::SyncArgs;
+use memwarden_jobs::{CatchUpArgs, JobArgs};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -85,17 +88,18 @@ impl Settings {
     /// The four defaults (spec/queue.md), their args taken from the settings they follow.
     pub fn default_schedules(&self) -> Vec<ScheduleSpec> {
         vec![
+            // The queue's own kind (`queue::purge::PurgeArgs`, whose test checks the name).
             default_schedule(
                 "job-purge",
                 "0 0 * * * *",
                 "job-purge",
                 json!({"retention_s": self.purge.retention.as_secs_f64()}),
             ),
-            default_schedule("sync", "0 30 * * * *", "sync", json!({})),
+            default_schedule("sync", "0 30 * * * *", SyncArgs::KIND, json!({})),
             default_schedule(
                 "eviction",
                 "0 15 3 * * *",
-                "eviction",
+                EvictionArgs::KIND,
                 json!({
                     "retention_period": self.eviction.retention.as_str(),
                     "resource_types": self.eviction.resource_types,
@@ -104,7 +108,7 @@ impl Settings {
             default_schedule(
                 "enrichment-catchup",
                 "0 */5 * * * *",
-                "enrichment-catchup",
+                CatchUpArgs::KIND,
                 json!({}),
             ),
         ]

@@ -184,7 +184,7 @@ fn check_role(caller: Caller, need: Need, settings: &Settings) -> Result<Caller,
                     "Admin authorization required",
                 )
                 .with_detail(
-                    "send a valid admin token (X-Admin-Token) with the API token, or a key with a sufficient role",
+                    "send a valid admin token (X-Admin-Token; the CLI sends MEMWARDEN_ADMIN_TOKEN) with the API token, or a key with a sufficient role",
                 ))
             } else {
                 Err(Problem::new(
@@ -202,7 +202,7 @@ fn check_role(caller: Caller, need: Need, settings: &Settings) -> Result<Caller,
 
 fn unauthorized() -> Problem {
     Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
-        .with_detail("a valid API token is required (Authorization: Bearer, X-API-Key or ?api_key)")
+        .with_detail("a valid API token is required (Authorization: Bearer, X-API-Key or ?api_key; the CLI sends MEMWARDEN_API_TOKEN)")
 }
 
 /// Who a request says it is, whether or not it may do what it asks: for the audit log.

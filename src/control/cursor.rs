@@ -49,6 +49,7 @@ pub fn next_link(
 pub enum List {
     Jobs,
     Audit,
+    Memories,
 }
 
 impl List {
@@ -56,6 +57,7 @@ impl List {
         match self {
             List::Jobs => "j1",
             List::Audit => "a1",
+            List::Memories => "m1",
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod follow;
 pub mod health;
 pub mod jobs;
 pub mod lifecycle;
+pub mod memories;
 pub mod openapi;
 pub mod problem;
 pub mod queues;
@@ -90,6 +91,7 @@ pub fn routes(app: &App) -> (Router<App>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::list))
         .routes(routes!(jobs::show))
         .routes(routes!(queues::list))
+        .routes(routes!(memories::list))
         .routes(routes!(schedules::list))
         .routes(routes!(schedules::get_one))
         .routes(routes!(audit_log::list))

@@ -283,6 +283,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_default_schedule_names_this_kind() {
+        use memwarden_jobs::JobArgs;
+        let settings = crate::config::Settings::default();
+        let purge = &settings.default_schedules()[0];
+        assert_eq!(
+            (purge.name.as_str(), purge.kind.as_str()),
+            ("job-purge", PurgeArgs::KIND)
+        );
+    }
+
+    #[test]
     fn statuses_accept_goodmem_aliases_and_native_names() {
         for (raw, want) in [
             ("BACKGROUND_JOB_SUCCEEDED", Status::Succeeded),

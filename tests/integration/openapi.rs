@@ -29,6 +29,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("post", "/v1/jobs/{id}/retry"),
     ("post", "/v1/jobs/purge"),
     ("get", "/v1/queues"),
+    ("get", "/v1/memories"),
     ("post", "/v1/queues/{name}/pause"),
     ("post", "/v1/queues/{name}/resume"),
     ("get", "/v1/schedules"),
