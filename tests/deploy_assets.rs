@@ -10,7 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{LazyLock, Mutex, OnceLock};
+
+use memwarden::telemetry::metrics;
 
 use serde_json::Value;
 
@@ -26,33 +28,20 @@ const CUSTOM_KINDS: &[(&str, &str)] = &[
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
 ];
 
-/// Every metric the daemon exports (operations.md), without the `memwarden_` prefix.
-const METRICS: &[&str] = &[
-    "lifecycle_state",
-    "build_info",
-    "jobs_enqueued_total",
-    "jobs_finished_total",
-    "job_duration_seconds",
-    "job_wait_seconds",
-    "jobs_in_flight",
-    "queue_depth",
-    "queue_oldest_available_age_seconds",
-    "queue_paused",
-    "listen_connected",
-    "loop_restarts_total",
-    "lease_lost_total",
-    "reaped_jobs_total",
-    "db_errors_total",
-    "purged_total",
-    "embedding_requests_total",
-    "embedding_inputs_total",
-    "sync_drift",
-    "evicted_total",
-    "enrichment_processed_total",
-    "enrichment_failed_total",
-];
-/// The histograms among them, which are exported as `_bucket`, `_sum` and `_count` series.
-const HISTOGRAMS: &[&str] = &["job_duration_seconds", "job_wait_seconds"];
+/// Every metric the daemon exports (`telemetry::metrics::ALL`), without the `memwarden_`
+/// prefix, and the histograms among them (exported as `_bucket`, `_sum` and `_count`).
+static METRICS: LazyLock<Vec<&'static str>> = LazyLock::new(|| unprefixed(metrics::ALL));
+static HISTOGRAMS: LazyLock<Vec<&'static str>> = LazyLock::new(|| unprefixed(metrics::HISTOGRAMS));
+
+fn unprefixed(names: &[&'static str]) -> Vec<&'static str> {
+    names
+        .iter()
+        .map(|m| {
+            m.strip_prefix("memwarden_")
+                .expect("every metric is prefixed")
+        })
+        .collect()
+}
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -1349,7 +1338,7 @@ fn grafana_dashboard_covers_metrics() {
 
     // Every exported metric is on some panel; histograms through their buckets (quantiles).
     let used: BTreeSet<String> = all.iter().flat_map(|e| metric_names(e)).collect();
-    for m in METRICS {
+    for m in METRICS.iter() {
         let series = if HISTOGRAMS.contains(m) {
             format!("memwarden_{m}_bucket")
         } else {
@@ -1357,7 +1346,7 @@ fn grafana_dashboard_covers_metrics() {
         };
         assert!(used.contains(&series), "no panel queries {series}");
     }
-    for h in HISTOGRAMS {
+    for h in HISTOGRAMS.iter() {
         assert!(
             all.iter().any(|e| e.contains("histogram_quantile(0.99")
                 && e.contains(&format!("memwarden_{h}_bucket"))),

@@ -31,6 +31,35 @@ pub const LOOP_RESTARTS: &str = "memwarden_loop_restarts_total";
 pub const LISTEN_CONNECTED: &str = "memwarden_listen_connected";
 pub use memwarden_jobs::embedding::{EMBEDDING_INPUTS, EMBEDDING_REQUESTS};
 
+/// Every metric above: what the dashboards, the alert rules and their tests may refer to.
+pub const ALL: &[&str] = &[
+    LIFECYCLE_STATE,
+    BUILD_INFO,
+    JOBS_ENQUEUED,
+    JOBS_FINISHED,
+    JOB_DURATION,
+    JOB_WAIT,
+    JOBS_IN_FLIGHT,
+    QUEUE_DEPTH,
+    QUEUE_OLDEST_AGE,
+    QUEUE_PAUSED,
+    SYNC_DRIFT,
+    EVICTED,
+    PURGED,
+    ENRICHMENT_PROCESSED,
+    ENRICHMENT_FAILED,
+    LEASE_LOST,
+    REAPED_JOBS,
+    DB_ERRORS,
+    LOOP_RESTARTS,
+    LISTEN_CONNECTED,
+    EMBEDDING_REQUESTS,
+    EMBEDDING_INPUTS,
+];
+
+/// The histograms among them, exported as `_bucket`, `_sum` and `_count` series.
+pub const HISTOGRAMS: &[&str] = &[JOB_DURATION, JOB_WAIT];
+
 fn describe_all() {
     describe_gauge!(
         LIFECYCLE_STATE,
