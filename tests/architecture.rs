@@ -2,6 +2,9 @@
 //! `src/` (between top-level modules, nor between files), the domain crate never imports the
 //! runtime, and no source file grows past 400 lines without saying why.
 //!
+//! Size: a small reader of Rust paths (use trees, re-exports, inline paths) is most of it; it
+//! is one piece, and it is checked by its own test.
+//!
 //! A dependency is a path that names an item of another module: `crate::queue::Queue`,
 //! `super::held::HeldJobs`, or the same inside a `use` tree. A path through a re-export
 //! (`pub use handle::Queue` in `queue/mod.rs`) is followed to the file that defines the item,
@@ -196,6 +199,15 @@ impl Tree {
         rust_files(root, &mut files);
         let mut modules = BTreeMap::new();
         for file in files {
+            let path = module_path(root, &file);
+            // Test modules in files of their own (`#[cfg(test)] mod tests;`) and the tests'
+            // support are not what the runtime is built of.
+            if path
+                .last()
+                .is_some_and(|m| m == "tests" || m == "test_support")
+            {
+                continue;
+            }
             let text = std::fs::read_to_string(&file).unwrap();
             let code = code_of(&text);
             let mut reexports = HashMap::new();

@@ -66,7 +66,7 @@ pub enum Command {
     Memories(MemoriesCommand),
     /// Benchmarks.
     #[command(subcommand)]
-    Bench(BenchCommand),
+    Bench(benches::BenchCommand),
     /// The admin audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -308,74 +308,6 @@ pub enum MemoriesCommand {
 pub enum AuditCommand {
     /// Walk the hash chain of memwarden.audit_log; exit non-zero at the first broken row.
     Verify(DbArgs),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Enrichment of N memories over some owners, inserted with plain SQL.
-    Enrich {
-        #[arg(long, default_value_t = 10_000)]
-        memories: i64,
-        #[arg(long, default_value_t = 100)]
-        owners: i64,
-        #[arg(long, default_value_t = 8)]
-        concurrency: u32,
-        #[arg(long, env = "DATABASE_URL")]
-        database_url: String,
-    },
-    /// Reembed of N memories with the configured embedder (hash by default), end to end
-    /// through the daemon's queue.
-    Reembed {
-        #[arg(long, default_value_t = 100_000)]
-        memories: i64,
-        #[arg(long, default_value_t = 32)]
-        batch_size: u32,
-        #[arg(long, env = "DATABASE_URL")]
-        database_url: String,
-    },
-    /// Sync of N memories: a dry-run scan of drift (DRIFT missing, stale and orphaned), then
-    /// the repair.
-    Sync {
-        #[arg(long, default_value_t = 100_000)]
-        memories: i64,
-        #[arg(long, default_value_t = 100)]
-        drift: i64,
-        #[arg(long, env = "DATABASE_URL")]
-        database_url: String,
-    },
-    /// Eviction of N soft-deleted conversations (4 entries each) beside a live writer.
-    Evict {
-        #[arg(long, default_value_t = 500_000)]
-        conversations: i64,
-        /// Conversations per batch at most. Short batches keep the live writer's p99 lower at
-        /// no cost in rate (docs/performance.md, "Eviction").
-        #[arg(long, default_value_t = 100)]
-        batch_size: i64,
-        #[arg(long, default_value_t = 1)]
-        pause_ms: u64,
-        /// The transaction limit that batches are sized to stay inside (at least 10, as in
-        /// `eviction.max_transaction_ms`).
-        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..))]
-        max_transaction_ms: u64,
-        /// Eviction runs for this long, then stops for as long, and so on: the writer's p99
-        /// with and without eviction comes from alternating windows of the same run.
-        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(500..))]
-        window_ms: u64,
-        #[arg(long, env = "DATABASE_URL")]
-        database_url: String,
-    },
-    /// Queue throughput and enqueue-to-start latency, against DATABASE_URL.
-    Queue {
-        #[arg(long, default_value_t = 20000)]
-        jobs: usize,
-        #[arg(long, default_value_t = 24)]
-        concurrency: u32,
-        /// Latency samples (at least 1).
-        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
-        samples: u64,
-        #[arg(long, env = "DATABASE_URL")]
-        database_url: String,
-    },
 }
 
 impl Cli {

@@ -2,6 +2,9 @@
 //! deploy/k8s/keda-scaledobject.yaml) on a migrated database, and a real Prometheus (Debian's
 //! `prometheus` package) that scrapes a running memwarden, loads deploy/prometheus/alerts.yml,
 //! and answers a query for one of memwarden's metrics through its HTTP API.
+//!
+//! Size: two end-to-end scenarios with a real Prometheus, whose set-up (config, rules, the
+//! binary's install) is most of the file and is shared by both.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,7 @@
 //! The daemon process: start-up, readiness, signals and drains, as an operator sees them.
+//!
+//! Size: one scenario per lifecycle path, each a whole process run; splitting them would
+//! only spread the one story of the state machine over several files.
 
 use std::time::{Duration, Instant};
 

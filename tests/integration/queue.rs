@@ -1,5 +1,8 @@
 //! The queue engine through the real daemon: outcomes, retries, uniqueness, cancel and
 //! retry, pause, pagination, crash recovery and drains under load.
+//!
+//! Size: one scenario per guarantee of spec/queue.md, each end to end on the daemon binary;
+//! the loops' own tests sit beside them in src/queue.
 
 use std::time::{Duration, Instant};
 

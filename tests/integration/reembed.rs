@@ -1,6 +1,8 @@
 //! reembed and sync through the real daemon: AutoMem's synchronous routes (with its curl), the
 //! native work routes, the CLI, drift detection and repair, resuming after a drain, and the
 //! provider edge (a fake OpenAI-compatible server: failures, a slow provider under a rate).
+//!
+//! Size: each route and failure mode is one end-to-end scenario over the same fixtures.
 
 use std::time::{Duration, Instant};
 
