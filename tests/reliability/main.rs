@@ -1,4 +1,4 @@
-//! The reliability suite (issue 8): the real daemon binary, as separate processes, against a
+//! The reliability suite: the real daemon binary, as separate processes, against a
 //! real PostgreSQL, under faults. It proves the guarantees of `spec/queue.md`: at-least-once,
 //! nothing lost, a dead worker's jobs rescued within lease + reaper interval, a zombie's late
 //! writes refused by the lease guard, clean drains, and no panic or 5xx on bad input.
