@@ -196,9 +196,11 @@ impl Service for Cron {
             .queue
             .health()
             .register(self.name(), Duration::from_secs(1));
+        let mut lifecycle = self.queue.lifecycle().subscribe();
         loop {
             beat.beat();
-            let wait = if self.queue.lifecycle().state() == State::Ready {
+            let state = lifecycle.borrow_and_update().state;
+            let wait = if state == State::Ready {
                 match self.pass().await {
                     Ok(wait) => wait,
                     Err(e) => {
@@ -224,8 +226,24 @@ impl Service for Cron {
                     // No one can change the settings any more.
                     Err(_) => watching = false,
                 },
+                // A resume fires what came due while drained at once, not a second later.
+                _ = state_changes(&mut lifecycle, state) => {}
                 _ = stop.cancelled() => return Ok(()),
             }
         }
     }
+}
+
+/// Returns when the lifecycle leaves `from` (the snapshot also changes with every lease taken
+/// or handed in, which cron has no use for), or never once the lifecycle is gone.
+async fn state_changes(
+    rx: &mut tokio::sync::watch::Receiver<crate::lifecycle::Snapshot>,
+    from: State,
+) {
+    while rx.changed().await.is_ok() {
+        if rx.borrow_and_update().state != from {
+            return;
+        }
+    }
+    std::future::pending().await
 }

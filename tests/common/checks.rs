@@ -104,3 +104,12 @@ pub fn metric_in(page: &str, name: &str) -> (f64, Vec<String>) {
     }
     (sum, series)
 }
+
+/// Says what a slow first-time step is doing, on the terminal of a plain `cargo test` (which
+/// captures `eprintln!` but not the process's stderr), so that nothing looks hung.
+pub fn notice(what: &str) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "memwarden tests: {what}");
+    let _ = err.flush();
+}

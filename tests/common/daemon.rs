@@ -27,6 +27,7 @@ pub struct DaemonBuilder {
     env: Vec<(String, String)>,
     admin_token: bool,
     default_schedules: bool,
+    schedules_off: bool,
 }
 
 impl DaemonBuilder {
@@ -38,6 +39,13 @@ impl DaemonBuilder {
     /// The four default schedules as they are in production (the cron tests need them).
     pub fn with_default_schedules(mut self) -> Self {
         self.default_schedules = true;
+        self
+    }
+
+    /// The default schedules off even under `MEMWARDEN_TEST_CRON=fast`: for a test whose
+    /// subject is the work a default schedule does too (sync repairing the drift it set up).
+    pub fn schedules_off(mut self) -> Self {
+        self.schedules_off = true;
         self
     }
 
@@ -57,7 +65,9 @@ impl DaemonBuilder {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("memwarden.toml");
         let mut config = self.config.clone();
-        if !self.default_schedules {
+        if self.schedules_off {
+            config.push_str(&schedules::off());
+        } else if !self.default_schedules {
             config.push_str(&schedules::for_tests());
         }
         std::fs::write(&config_path, config).unwrap();
@@ -137,6 +147,7 @@ impl Daemon {
             env: Vec::new(),
             admin_token: true,
             default_schedules: false,
+            schedules_off: false,
         }
     }
 

@@ -1,6 +1,6 @@
 //! The default schedules in test daemons. Off unless a test asks for them, so that a test
-//! sees only its own jobs; with `MEMWARDEN_TEST_CRON=fast` every default fires every three
-//! seconds instead, which proves that the tests that count jobs count only their own: run
+//! sees only its own jobs; with `MEMWARDEN_TEST_CRON=fast` every default fires every
+//! second instead, which proves that the tests that count jobs count only their own: run
 //! `MEMWARDEN_TEST_CRON=fast cargo test --test integration queue` (and `--test reliability`).
 
 use memwarden::config::DEFAULT_NAMES;
@@ -12,14 +12,20 @@ pub fn fast() -> bool {
 
 /// The `[[schedules]]` entries a test daemon's config ends with.
 pub fn for_tests() -> String {
+    if fast() {
+        DEFAULT_NAMES
+            .iter()
+            .map(|name| format!("\n[[schedules]]\nname = \"{name}\"\ncron = \"* * * * * *\"\n"))
+            .collect()
+    } else {
+        off()
+    }
+}
+
+/// Every default schedule switched off, by name alone.
+pub fn off() -> String {
     DEFAULT_NAMES
         .iter()
-        .map(|name| {
-            if fast() {
-                format!("\n[[schedules]]\nname = \"{name}\"\ncron = \"*/3 * * * * *\"\n")
-            } else {
-                format!("\n[[schedules]]\nname = \"{name}\"\nenabled = false\n")
-            }
-        })
+        .map(|name| format!("\n[[schedules]]\nname = \"{name}\"\nenabled = false\n"))
         .collect()
 }

@@ -150,6 +150,9 @@ fn prometheus_binary() -> PathBuf {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false);
     if root {
+        crate::harness::notice(
+            "installing Debian's prometheus package with apt-get for the real-Prometheus test (first run only, about a minute)",
+        );
         let steps: [&[&str]; 2] = [
             &["update", "-qq"],
             &[

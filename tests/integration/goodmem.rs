@@ -60,14 +60,14 @@ async fn sdk_purge_dry_run_then_real() {
     .unwrap();
     sqlx::query(
         "INSERT INTO memwarden.job_attempts (job_id, attempt, worker, started_at, finished_at, outcome) \
-         SELECT id, 1, 'w', finished_at, finished_at, 'succeeded' FROM memwarden.jobs",
+         SELECT id, 1, 'w', finished_at, finished_at, 'succeeded' FROM memwarden.jobs WHERE kind = 'probe'",
     )
     .execute(&pool)
     .await
     .unwrap();
     sqlx::query(
         "INSERT INTO memwarden.job_references (job_id, resource_type, resource_id) \
-         SELECT id, 'memory', id::text FROM memwarden.jobs WHERE status = 'succeeded'",
+         SELECT id, 'memory', id::text FROM memwarden.jobs WHERE kind = 'probe' AND status = 'succeeded'",
     )
     .execute(&pool)
     .await
@@ -103,12 +103,12 @@ async fn sdk_purge_dry_run_then_real() {
         v[1],
         serde_json::json!({"jobs": 30, "attempts": 30, "refs": 10, "dry": false})
     );
-    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM memwarden.jobs")
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM memwarden.jobs WHERE kind = 'probe'")
         .fetch_one(&pool)
         .await
         .unwrap();
     assert_eq!(left, 2, "the fresh terminal job and the live one stay");
-    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM memwarden.job_attempts")
+    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM memwarden.job_attempts WHERE job_id IN (SELECT id FROM memwarden.jobs WHERE kind = 'probe')")
         .fetch_one(&pool)
         .await
         .unwrap();

@@ -11,7 +11,7 @@ use sqlx::PgPool;
 
 #[path = "../common/mod.rs"]
 mod common;
-pub use common::checks::{count, eventually, free_port, tail, within};
+pub use common::checks::{count, eventually, free_port, notice, tail, within};
 pub use common::daemon::{admin_client, Daemon, ADMIN, API};
 pub use common::pg::TestDb;
 pub use common::{fake_openai, fixtures};
@@ -52,6 +52,7 @@ pub fn goodmem_python() -> PathBuf {
                 .map(|s| s.success())
                 .unwrap_or(false);
         if !ok {
+            common::checks::notice("installing goodmem==0.1.43 from PyPI into target/goodmem-venv (first run only, about 20 s)");
             let status = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().expect("python3 -m venv");
             assert!(status.success(), "creating the goodmem venv");
             let status = Command::new(venv.join("bin").join("pip"))

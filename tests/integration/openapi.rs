@@ -84,6 +84,9 @@ fn schemathesis() -> PathBuf {
             .join("schemathesis-venv");
         let st = venv.join("bin").join("st");
         if !st.exists() {
+            crate::harness::notice(
+                "installing schemathesis==4.32.5 from PyPI into target/schemathesis-venv (first run only, about a minute)",
+            );
             assert!(Command::new("python3")
                 .arg("-m")
                 .arg("venv")

@@ -348,7 +348,12 @@ async fn pause_resume_and_paginated_lists() {
         .clone();
     assert_eq!(default["paused"], true);
     assert_eq!(
-        default["available"], 7,
+        count(
+            &db.pool().await,
+            "SELECT count(*) FROM memwarden.jobs WHERE kind = 'probe' AND status = 'available'"
+        )
+        .await,
+        7,
         "nothing is claimed from a paused queue"
     );
 
@@ -413,13 +418,13 @@ async fn sigkill_mid_batch_loses_nothing() {
         || async {
             count(
                 &pool,
-                "SELECT count(*) FROM memwarden.jobs WHERE status = 'succeeded'",
+                "SELECT count(*) FROM memwarden.jobs WHERE kind = 'probe' AND status = 'succeeded'",
             )
             .await
                 > 10
                 && count(
                     &pool,
-                    "SELECT count(*) FROM memwarden.jobs WHERE status = 'running'",
+                    "SELECT count(*) FROM memwarden.jobs WHERE kind = 'probe' AND status = 'running'",
                 )
                 .await
                     > 0
@@ -430,7 +435,7 @@ async fn sigkill_mid_batch_loses_nothing() {
     victim.wait_exit(Duration::from_secs(5)).await.unwrap();
     let held = count(
         &pool,
-        "SELECT count(*) FROM memwarden.jobs WHERE status = 'running'",
+        "SELECT count(*) FROM memwarden.jobs WHERE kind = 'probe' AND status = 'running'",
     )
     .await;
     assert!(held > 0, "the killed worker held jobs");
@@ -439,7 +444,7 @@ async fn sigkill_mid_batch_loses_nothing() {
     let all_succeeded = within(Duration::from_secs(30), || async {
         count(
             &pool,
-            "SELECT count(*) FROM memwarden.jobs WHERE status = 'succeeded'",
+            "SELECT count(*) FROM memwarden.jobs WHERE kind = 'probe' AND status = 'succeeded'",
         )
         .await
             == n as i64
@@ -454,7 +459,7 @@ async fn sigkill_mid_batch_loses_nothing() {
     }
     let lost = count(
         &pool,
-        "SELECT count(*) FROM memwarden.job_attempts WHERE outcome = 'lost'",
+        "SELECT count(*) FROM memwarden.job_attempts WHERE job_id IN (SELECT id FROM memwarden.jobs WHERE kind = 'probe') AND outcome = 'lost'",
     )
     .await;
     assert_eq!(
@@ -474,7 +479,7 @@ async fn sigkill_mid_batch_loses_nothing() {
     );
     let succeeded_attempts = count(
         &pool,
-        "SELECT count(*) FROM memwarden.job_attempts WHERE outcome = 'succeeded'",
+        "SELECT count(*) FROM memwarden.job_attempts WHERE job_id IN (SELECT id FROM memwarden.jobs WHERE kind = 'probe') AND outcome = 'succeeded'",
     )
     .await;
     assert_eq!(
@@ -497,11 +502,11 @@ async fn unfinished_jobs(pool: &PgPool) -> String {
         "SELECT format('%s attempt %s, lease %s (%s s left), run_at in %s s: %s', status, attempt, \
            lease_owner, round(extract(epoch FROM lease_expires_at - now())::numeric, 2), \
            round(extract(epoch FROM run_at - now())::numeric, 2), last_error) \
-         FROM memwarden.jobs WHERE status <> 'succeeded' ORDER BY id LIMIT 20",
+         FROM memwarden.jobs WHERE kind = 'probe' AND status <> 'succeeded' ORDER BY id LIMIT 20",
     )
     .await;
     let attempts = lines(
-        "SELECT format('%s: %s', outcome, count(*)) FROM memwarden.job_attempts GROUP BY outcome ORDER BY outcome",
+        "SELECT format('%s: %s', outcome, count(*)) FROM memwarden.job_attempts WHERE job_id IN (SELECT id FROM memwarden.jobs WHERE kind = 'probe') GROUP BY outcome ORDER BY outcome",
     )
     .await;
     let backends = lines(
@@ -529,10 +534,10 @@ async fn drain_under_load_leaves_nothing_running() {
         .unwrap();
     d.post("/v1/admin/resume", json!({})).await;
     eventually(Duration::from_secs(5), "24 running", || async {
-        count(&pool, "SELECT count(*) FROM memwarden.job_attempts").await == 0
+        count(&pool, "SELECT count(*) FROM memwarden.job_attempts WHERE job_id IN (SELECT id FROM memwarden.jobs WHERE kind = 'probe')").await == 0
             && count(
                 &pool,
-                "SELECT count(*) FROM memwarden.jobs WHERE status = 'running'",
+                "SELECT count(*) FROM memwarden.jobs WHERE kind = 'probe' AND status = 'running'",
             )
             .await
                 >= 24
@@ -552,20 +557,20 @@ async fn drain_under_load_leaves_nothing_running() {
     assert_eq!(
         count(
             &pool,
-            "SELECT count(*) FROM memwarden.jobs WHERE status = 'running'"
+            "SELECT count(*) FROM memwarden.jobs WHERE kind = 'probe' AND status = 'running'"
         )
         .await,
         0
     );
     let done = count(
         &pool,
-        "SELECT count(*) FROM memwarden.jobs WHERE status = 'succeeded'",
+        "SELECT count(*) FROM memwarden.jobs WHERE kind = 'probe' AND status = 'succeeded'",
     )
     .await;
     assert!(done >= 24, "the running jobs finished: {done}");
     let available = count(
         &pool,
-        "SELECT count(*) FROM memwarden.jobs WHERE status = 'available' AND attempt = 0",
+        "SELECT count(*) FROM memwarden.jobs WHERE kind = 'probe' AND status = 'available' AND attempt = 0",
     )
     .await;
     assert_eq!(
@@ -576,7 +581,7 @@ async fn drain_under_load_leaves_nothing_running() {
     assert_eq!(
         count(
             &pool,
-            "SELECT count(*) FROM memwarden.job_attempts WHERE outcome <> 'succeeded'"
+            "SELECT count(*) FROM memwarden.job_attempts WHERE job_id IN (SELECT id FROM memwarden.jobs WHERE kind = 'probe') AND outcome <> 'succeeded'"
         )
         .await,
         0

@@ -36,8 +36,14 @@ async fn insert_memories(pool: &PgPool, n: i64) {
 
 /// A daemon on `url` with `config`, and no background work but what the test asks for: the
 /// enrichment catch-up and the hourly sync would write embeddings beside the work under test.
+/// A daemon whose default schedules stay off whatever the suite's mode: the hourly sync would
+/// repair the very drift these tests set up.
 async fn daemon(url: &str, config: &str) -> Daemon {
-    Daemon::builder(url).config(config).ready().await
+    Daemon::builder(url)
+        .config(config)
+        .schedules_off()
+        .ready()
+        .await
 }
 
 /// The memories table as text: what reembed and sync must never change.

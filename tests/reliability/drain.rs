@@ -32,7 +32,7 @@ async fn drain_under_load() {
     for round in 0..rounds {
         let claimable = count(
             &pool,
-            "SELECT count(*) FROM memwarden.jobs WHERE status = 'available'",
+            "SELECT count(*) FROM memwarden.jobs WHERE kind = 'probe' AND status = 'available'",
         )
         .await;
         if claimable < QUEUED {
@@ -53,7 +53,7 @@ async fn drain_under_load() {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..=800))).await;
         let prefix = d.worker_prefix();
         let held: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM memwarden.jobs WHERE status = 'running' AND lease_owner LIKE $1 || '%'",
+            "SELECT count(*) FROM memwarden.jobs WHERE kind = 'probe' AND status = 'running' AND lease_owner LIKE $1 || '%'",
         )
         .bind(&prefix)
         .fetch_one(&pool)
@@ -81,7 +81,7 @@ async fn drain_under_load() {
         // measure the exit's own cost, from the last attempt it finished (or the signal, if it
         // finished none after it) to the exit.
         let last_done: Option<DateTime<Utc>> = sqlx::query_scalar(
-            "SELECT max(finished_at) FROM memwarden.job_attempts WHERE worker LIKE $1 || '%'",
+            "SELECT max(finished_at) FROM memwarden.job_attempts WHERE job_id IN (SELECT id FROM memwarden.jobs WHERE kind = 'probe') AND worker LIKE $1 || '%'",
         )
         .bind(&prefix)
         .fetch_one(&pool)
@@ -101,13 +101,13 @@ async fn drain_under_load() {
 
         let running = count(
             &pool,
-            "SELECT count(*) FROM memwarden.jobs WHERE status = 'running' OR lease_owner IS NOT NULL",
+            "SELECT count(*) FROM memwarden.jobs WHERE kind = 'probe' AND (status = 'running' OR lease_owner IS NOT NULL)",
         )
         .await;
         assert_eq!(running, 0, "round {round}: no job left running or leased");
         let odd = count(
             &pool,
-            "SELECT count(*) FROM memwarden.jobs WHERE status NOT IN ('available', 'succeeded')",
+            "SELECT count(*) FROM memwarden.jobs WHERE kind = 'probe' AND status NOT IN ('available', 'succeeded')",
         )
         .await;
         assert_eq!(
@@ -118,7 +118,7 @@ async fn drain_under_load() {
         );
         let touched = count(
             &pool,
-            "SELECT count(*) FROM memwarden.jobs WHERE status = 'available' AND (attempt <> 0 OR started_at IS NOT NULL)",
+            "SELECT count(*) FROM memwarden.jobs WHERE kind = 'probe' AND status = 'available' AND (attempt <> 0 OR started_at IS NOT NULL)",
         )
         .await;
         assert_eq!(
@@ -127,7 +127,7 @@ async fn drain_under_load() {
         );
         let open = count(
             &pool,
-            "SELECT count(*) FROM memwarden.job_attempts WHERE finished_at IS NULL OR outcome <> 'succeeded'",
+            "SELECT count(*) FROM memwarden.job_attempts WHERE job_id IN (SELECT id FROM memwarden.jobs WHERE kind = 'probe') AND (finished_at IS NULL OR outcome <> 'succeeded')",
         )
         .await;
         assert_eq!(
@@ -136,7 +136,7 @@ async fn drain_under_load() {
         );
         let unmatched = count(
             &pool,
-            "SELECT count(*) FROM memwarden.jobs j WHERE j.status = 'succeeded' AND \
+            "SELECT count(*) FROM memwarden.jobs j WHERE j.kind = 'probe' AND j.status = 'succeeded' AND \
              (SELECT count(*) FROM memwarden.job_attempts a WHERE a.job_id = j.id) <> 1",
         )
         .await;
@@ -146,16 +146,20 @@ async fn drain_under_load() {
         );
     }
 
-    let jobs = count(&pool, "SELECT count(*) FROM memwarden.jobs").await;
+    let jobs = count(
+        &pool,
+        "SELECT count(*) FROM memwarden.jobs WHERE kind = 'probe'",
+    )
+    .await;
     assert_eq!(jobs, enqueued, "no job appeared or vanished");
     let available = count(
         &pool,
-        "SELECT count(*) FROM memwarden.jobs WHERE status = 'available' AND attempt = 0",
+        "SELECT count(*) FROM memwarden.jobs WHERE kind = 'probe' AND status = 'available' AND attempt = 0",
     )
     .await;
     let done = count(
         &pool,
-        "SELECT count(*) FROM memwarden.jobs WHERE status = 'succeeded'",
+        "SELECT count(*) FROM memwarden.jobs WHERE kind = 'probe' AND status = 'succeeded'",
     )
     .await;
     let effects = count(&pool, "SELECT count(*) FROM memwarden_probe_effects").await;

@@ -175,7 +175,7 @@ impl Ledger {
         );
         let twice = count(
             pool,
-            "SELECT count(*) FROM (SELECT job_id FROM memwarden.job_attempts WHERE outcome = 'succeeded' \
+            "SELECT count(*) FROM (SELECT job_id FROM memwarden.job_attempts WHERE job_id IN (SELECT id FROM memwarden.jobs WHERE kind = 'probe') AND outcome = 'succeeded' \
              GROUP BY job_id HAVING count(*) > 1) x",
         )
         .await;
@@ -194,13 +194,13 @@ impl Ledger {
         assert_eq!(applied, effect_jobs, "{what}: every job's effect applied");
         let open = count(
             pool,
-            "SELECT count(*) FROM memwarden.job_attempts WHERE finished_at IS NULL",
+            "SELECT count(*) FROM memwarden.job_attempts WHERE job_id IN (SELECT id FROM memwarden.jobs WHERE kind = 'probe') AND finished_at IS NULL",
         )
         .await;
         assert_eq!(open, 0, "{what}: no attempt left open");
         let running = count(
             pool,
-            "SELECT count(*) FROM memwarden.jobs WHERE status = 'running'",
+            "SELECT count(*) FROM memwarden.jobs WHERE kind = 'probe' AND status = 'running'",
         )
         .await;
         assert_eq!(running, 0, "{what}: no job left running");

@@ -46,7 +46,7 @@ async fn postgres_restart_mid_run() {
             let done = succeeded(&pool).await - before;
             let running = count(
                 &pool,
-                "SELECT count(*) FROM memwarden.jobs WHERE status = 'running'",
+                "SELECT count(*) FROM memwarden.jobs WHERE kind = 'probe' AND status = 'running'",
             )
             .await;
             if done >= 100 && running > 0 {

@@ -129,7 +129,7 @@ async fn pool_exhaustion_and_slow_queries() {
     );
     let retried = count(
         &pool,
-        "SELECT count(*) FROM memwarden.jobs WHERE attempt > 1",
+        "SELECT count(*) FROM memwarden.jobs WHERE kind = 'probe' AND attempt > 1",
     )
     .await;
     assert!(retried > 0, "some jobs needed a second attempt");

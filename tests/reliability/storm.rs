@@ -70,7 +70,7 @@ async fn kill_9_storm() {
         if enqueued < total {
             let claimable = count(
                 &pool,
-                "SELECT count(*) FROM memwarden.jobs WHERE status IN ('available', 'retryable')",
+                "SELECT count(*) FROM memwarden.jobs WHERE kind = 'probe' AND status IN ('available', 'retryable')",
             )
             .await;
             if claimable < backlog {
@@ -82,7 +82,7 @@ async fn kill_9_storm() {
         // No job stays running on an expired lease for longer than a reaper pass.
         let stale: f64 = sqlx::query_scalar(
             "SELECT COALESCE(EXTRACT(EPOCH FROM max(now() - lease_expires_at)), 0)::float8 \
-             FROM memwarden.jobs WHERE status = 'running' AND lease_expires_at < now()",
+             FROM memwarden.jobs WHERE kind = 'probe' AND status = 'running' AND lease_expires_at < now()",
         )
         .fetch_one(&pool)
         .await
@@ -99,7 +99,7 @@ async fn kill_9_storm() {
                 .expect("a SIGKILLed daemon exits");
             daemons[i].assert_no_panic("storm victim");
             let held: Vec<(Uuid, i32)> = sqlx::query_as(
-                "SELECT id, attempt FROM memwarden.jobs WHERE status = 'running' AND lease_owner LIKE $1 || '%'",
+                "SELECT id, attempt FROM memwarden.jobs WHERE kind = 'probe' AND status = 'running' AND lease_owner LIKE $1 || '%'",
             )
             .bind(&prefix)
             .fetch_all(&pool)
@@ -131,7 +131,7 @@ async fn kill_9_storm() {
     assert_eq!(
         count(
             &pool,
-            "SELECT count(*) FROM memwarden.jobs WHERE status = 'running' OR (lease_expires_at IS NOT NULL AND lease_expires_at < now())"
+            "SELECT count(*) FROM memwarden.jobs WHERE kind = 'probe' AND (status = 'running' OR (lease_expires_at IS NOT NULL AND lease_expires_at < now()))"
         )
         .await,
         0,
