@@ -7,6 +7,7 @@
 
 mod hash;
 mod openai;
+mod openai_wire;
 
 use std::time::Duration;
 

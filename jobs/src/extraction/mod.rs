@@ -6,6 +6,7 @@
 
 mod llm;
 mod rules;
+mod words;
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,7 +16,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use llm::{LlmExtractionConfig, LlmExtractor};
-pub use rules::{RuleExtractor, DEFAULT_TOOLS};
+pub use rules::RuleExtractor;
+pub use words::DEFAULT_TOOLS;
 
 /// Finds entities in a text.
 #[async_trait]

@@ -11,6 +11,9 @@
 //!   state as the checkpoint. A crash between the two redoes at most one write, and the
 //!   counts come from the checkpoint, so they count each memory once.
 
+mod pacer;
+mod selection;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +28,10 @@ use uuid::Uuid;
 use crate::embedding::{EmbedError, Embedder};
 use crate::vector::{EmbeddingRecord, IndexError, VectorIndex};
 use crate::{Checkpoint, CheckpointError};
+use pacer::Pacer;
+use selection::Memory;
+
+pub use selection::Selection;
 
 /// How many ids of a failed batch the report keeps.
 const FAILED_IDS_KEPT: usize = 10;
@@ -139,104 +146,6 @@ impl BulkError {
             BulkError::Provider { error, .. } => error.retry_after(),
             _ => None,
         }
-    }
-}
-
-/// Which memories a walk takes.
-#[derive(Debug, Clone)]
-pub struct Selection {
-    /// Every live memory, fresh or not; otherwise only those whose embedding is missing,
-    /// stale, or of another model or size.
-    pub force: bool,
-    pub model: String,
-    /// 0: any size is accepted (an embedder that has not learned its size yet).
-    pub dims: usize,
-}
-
-/// A live memory that needs an embedding: none, one of older content, or one of another model
-/// or size. `$1` takes them all (force), `$2` is the model, `$3` the size (0: any).
-pub(crate) const NEEDS_EMBEDDING: &str = "m.deleted_at IS NULL AND ($1 OR e.memory_id IS NULL \
-     OR e.content_hash <> m.content_hash OR e.model <> $2 OR ($3 > 0 AND e.dims <> $3))";
-
-impl Selection {
-    /// How many memories the walk would take, from the start.
-    pub async fn count(&self, pool: &PgPool) -> Result<u64, sqlx::Error> {
-        let n: i64 = sqlx::query_scalar(&format!(
-            "SELECT count(*) FROM memories m LEFT JOIN memory_embeddings e ON e.memory_id = m.id \
-             WHERE {NEEDS_EMBEDDING}"
-        ))
-        .bind(self.force)
-        .bind(&self.model)
-        .bind(self.dims as i32)
-        .fetch_one(pool)
-        .await?;
-        Ok(n as u64)
-    }
-
-    /// The next `limit` memories after `cursor`, in id order.
-    async fn page(
-        &self,
-        pool: &PgPool,
-        cursor: Option<Uuid>,
-        limit: i64,
-    ) -> Result<Vec<Memory>, sqlx::Error> {
-        if self.force {
-            // Every live memory: no need to look at the embeddings.
-            return sqlx::query_as(
-                "SELECT m.id, m.content, m.content_hash FROM memories m \
-                 WHERE m.deleted_at IS NULL AND ($1::uuid IS NULL OR m.id > $1) \
-                 ORDER BY m.id LIMIT $2",
-            )
-            .bind(cursor)
-            .bind(limit)
-            .fetch_all(pool)
-            .await;
-        }
-        sqlx::query_as(&format!(
-            "SELECT m.id, m.content, m.content_hash FROM memories m \
-             LEFT JOIN memory_embeddings e ON e.memory_id = m.id \
-             WHERE {NEEDS_EMBEDDING} AND ($4::uuid IS NULL OR m.id > $4) \
-             ORDER BY m.id LIMIT $5"
-        ))
-        .bind(self.force)
-        .bind(&self.model)
-        .bind(self.dims as i32)
-        .bind(cursor)
-        .bind(limit)
-        .fetch_all(pool)
-        .await
-    }
-}
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-struct Memory {
-    id: Uuid,
-    content: String,
-    content_hash: String,
-}
-
-/// Spaces provider requests evenly: one every `60 s / requests_per_minute`, in request order.
-struct Pacer {
-    interval: Duration,
-    next: tokio::sync::Mutex<tokio::time::Instant>,
-}
-
-impl Pacer {
-    fn new(requests_per_minute: u32) -> Self {
-        Pacer {
-            interval: Duration::from_secs_f64(60.0 / f64::from(requests_per_minute.max(1))),
-            next: tokio::sync::Mutex::new(tokio::time::Instant::now()),
-        }
-    }
-
-    async fn wait(&self) {
-        let at = {
-            let mut next = self.next.lock().await;
-            let at = (*next).max(tokio::time::Instant::now());
-            *next = at + self.interval;
-            at
-        };
-        tokio::time::sleep_until(at).await;
     }
 }
 
@@ -474,21 +383,5 @@ async fn read_batches(
         if !full {
             return;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn pacer_spaces_requests_evenly() {
-        let p = Pacer::new(600); // one per 100 ms
-        let start = tokio::time::Instant::now();
-        for _ in 0..5 {
-            p.wait().await;
-        }
-        // The first goes at once, the next four 100 ms apart.
-        assert_eq!(start.elapsed(), Duration::from_millis(400));
     }
 }
