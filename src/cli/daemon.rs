@@ -120,7 +120,7 @@ fn banner(settings: &Settings, throwaway: bool, demo: &DemoMemories) -> String {
     let admin = settings.auth.admin_token.clone().unwrap_or_default();
     let url = settings.database_url().unwrap_or_default();
     let bin = this_binary();
-    let database_line = if url.contains('@') && url.split('@').next().unwrap_or("").contains(':') {
+    let database_line = if memwarden::config::mask_url_password(url) != url {
         "# DATABASE_URL: the one you configured (it holds a password, so it is not printed)"
             .to_string()
     } else {
