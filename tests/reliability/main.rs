@@ -19,12 +19,12 @@
 //! - `drain::stop_signal_during_the_first_connect_is_not_lost`: a SIGTERM that arrived while
 //!   the first database connect was in progress was consumed and forgotten; the daemon went
 //!   READY and ran on. A slow TCP proxy in front of PostgreSQL makes the window certain.
-//! - `bad_input::accepted_seconds_fit_a_duration`: `shutdown.grace_period = 1e300` (and the
-//!   like) passed validation, then panicked the daemon.
-//! - `bad_input::a_nul_in_the_justification_never_skips_the_audit_row`: the admin call took
-//!   effect and its audit row was not written.
-//! - `bad_input::env_name_with_an_empty_segment_is_named`: `MEMWARDEN___=0` failed with an
-//!   error that named no key.
+//! - `bad_input::config::accepted_seconds_fit_a_duration`: `shutdown.grace_period = 1e300`
+//!   (and the like) passed validation, then panicked the daemon.
+//! - `bad_input::nul::a_nul_in_the_justification_never_skips_the_audit_row`: the admin call
+//!   took effect and its audit row was not written.
+//! - `bad_input::config::env_name_with_an_empty_segment_is_named`: `MEMWARDEN___=0` failed
+//!   with an error that named no key.
 //!
 //! Each scenario prints one row of the summary table with the prefix `RELIABILITY|`, straight
 //! to stderr so it shows in a plain `cargo test` run:
