@@ -125,3 +125,39 @@ async fn migrate_creates_the_schema_and_is_idempotent() {
         assert!(tables.contains(&t.to_string()), "{tables:?}");
     }
 }
+
+#[test]
+fn config_check_prints_every_schedule_that_will_run_defaults_included() {
+    let out = memwarden(
+        &["config", "check"],
+        "[[schedules]]\nname = \"sync\"\nenabled = false\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: toml::Table = String::from_utf8_lossy(&out.stdout).parse().unwrap();
+    let schedules = shown["schedules"].as_array().unwrap();
+    let by_name = |name: &str| {
+        schedules
+            .iter()
+            .find(|s| s["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("{name} is printed: {schedules:?}"))
+    };
+    for name in ["job-purge", "eviction", "enrichment-catchup"] {
+        assert_eq!(by_name(name)["enabled"].as_bool(), Some(true), "{name}");
+    }
+    let sync = by_name("sync");
+    assert_eq!(
+        sync["enabled"].as_bool(),
+        Some(false),
+        "switched off by name alone"
+    );
+    assert_eq!(
+        sync["cron"].as_str(),
+        Some("0 30 * * * *"),
+        "its cron is the default's"
+    );
+    assert_eq!(sync["kind"].as_str(), Some("sync"));
+}

@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 mod automem;
+mod cli;
 mod config;
 mod cron;
 mod deploy;
