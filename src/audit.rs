@@ -1,5 +1,5 @@
 //! The admin audit log: a tracing INFO event `Admin audit` and a hash-chained row in
-//! `memwarden.audit_log` for every admin, auditor and indexer call, allowed or refused.
+//! `audit_log` for every admin, auditor and indexer call, allowed or refused.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
@@ -99,13 +99,12 @@ async fn append(pool: &PgPool, r: &AuditRecord) -> Result<(), sqlx::Error> {
         .execute(&mut *tx)
         .await?;
     let prev: Option<String> =
-        sqlx::query_scalar("SELECT hash FROM memwarden.audit_log ORDER BY id DESC LIMIT 1")
+        sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
             .fetch_optional(&mut *tx)
             .await?;
-    let id: i64 =
-        sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('memwarden.audit_log', 'id'))")
-            .fetch_one(&mut *tx)
-            .await?;
+    let id: i64 = sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('audit_log', 'id'))")
+        .fetch_one(&mut *tx)
+        .await?;
     // Microseconds, as PostgreSQL stores them, so the hash is recomputable from the row.
     let now = Utc::now();
     let at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
@@ -124,7 +123,7 @@ async fn append(pool: &PgPool, r: &AuditRecord) -> Result<(), sqlx::Error> {
     };
     entry.hash = entry.expected_hash();
     sqlx::query(
-        "INSERT INTO memwarden.audit_log (id, at, caller, role, method, path, status, client_ip, justification, prev_hash, hash) \
+        "INSERT INTO audit_log (id, at, caller, role, method, path, status, client_ip, justification, prev_hash, hash) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(entry.id)
@@ -153,7 +152,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<AuditEntry>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {ENTRY_COLUMNS} FROM memwarden.audit_log WHERE ($1::bigint IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
+        "SELECT {ENTRY_COLUMNS} FROM audit_log WHERE ($1::bigint IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
     ))
     .bind(before)
     .bind(limit)
@@ -172,7 +171,7 @@ pub struct Break {
 /// that was changed, or whose predecessor was changed or removed.
 pub async fn verify(pool: &PgPool) -> Result<Result<u64, Break>, sqlx::Error> {
     use futures::TryStreamExt;
-    let sql = format!("SELECT {ENTRY_COLUMNS} FROM memwarden.audit_log ORDER BY id");
+    let sql = format!("SELECT {ENTRY_COLUMNS} FROM audit_log ORDER BY id");
     let mut rows = sqlx::query_as::<_, AuditEntry>(&sql).fetch(pool);
     let mut expected_prev = GENESIS.to_string();
     let mut n = 0u64;

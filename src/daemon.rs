@@ -65,7 +65,7 @@ pub(crate) async fn run(
     }
     let settings = app.settings();
     if settings.database.migrate {
-        crate::db::migrate(app.pool())
+        crate::db::migrate(app.pool(), &settings.database.schema)
             .await
             .context("running migrations")?;
     }

@@ -7,9 +7,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{mask_url_password, Settings};
-
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+use crate::config::{mask_url_password, Schema, Settings};
 
 /// A pooled connection used this recently is handed out without a liveness check.
 ///
@@ -41,11 +39,17 @@ pub fn pool_options(settings: &Settings) -> PgPoolOptions {
         .acquire_timeout(settings.database.acquire_timeout)
 }
 
-/// Every session of ours plans each statement for its actual parameters: the batch
+/// Every session of ours has memwarden's schema first on its search path (so its statements
+/// name no schema, and `public` comes second, for extension types such as pgvector's).
+pub fn in_schema(options: PgConnectOptions, schema: &Schema) -> PgConnectOptions {
+    options.options([("search_path", format!("{schema},public"))])
+}
+
+/// The queue's sessions plan each statement for its actual parameters: the batch
 /// statements' best plan depends on the batch size and on how many jobs are claimable, and a
 /// cached generic plan chosen early in a burn-down can cost several times more later.
-pub fn session_options(options: PgConnectOptions) -> PgConnectOptions {
-    options
+pub fn session_options(options: PgConnectOptions, schema: &Schema) -> PgConnectOptions {
+    in_schema(options, schema)
         .application_name("memwarden")
         .options([("plan_cache_mode", "force_custom_plan")])
 }
@@ -64,8 +68,8 @@ pub fn session_options(options: PgConnectOptions) -> PgConnectOptions {
 /// they keep cached plans. The exceptions are chosen per statement in the jobs crate: a
 /// statement whose best plan depends on a table that grows under a run, or on how selective
 /// its parameters are, is sent unnamed (`persistent(false)`) and planned for each call.
-pub fn work_session_options(options: PgConnectOptions) -> PgConnectOptions {
-    options
+pub fn work_session_options(options: PgConnectOptions, schema: &Schema) -> PgConnectOptions {
+    in_schema(options, schema)
         .application_name("memwarden-work")
         .options([("synchronous_commit", "off")])
 }
@@ -73,14 +77,21 @@ pub fn work_session_options(options: PgConnectOptions) -> PgConnectOptions {
 /// The queue's pool (see [`session_options`]), connected on first use: STARTING waits for
 /// the database with [`wait_for_database`] before anything uses it.
 pub fn pool(settings: &Settings, url: &str) -> Result<PgPool, sqlx::Error> {
-    let options: PgConnectOptions = url.parse()?;
-    Ok(pool_options(settings).connect_lazy_with(session_options(options)))
+    let options = session_options(url.parse()?, &settings.database.schema);
+    Ok(pool_options(settings).connect_lazy_with(options))
+}
+
+/// A pool of the queue's sessions, connected now: for the commands and benchmarks that work
+/// on the database without a daemon.
+pub async fn connect(settings: &Settings, url: &str) -> Result<PgPool, sqlx::Error> {
+    let options = session_options(url.parse()?, &settings.database.schema);
+    pool_options(settings).connect_with(options).await
 }
 
 /// The handlers' pool (see [`work_session_options`]), connected on first use.
 pub fn work_pool(settings: &Settings, url: &str) -> Result<PgPool, sqlx::Error> {
-    let options: PgConnectOptions = url.parse()?;
-    Ok(pool_options(settings).connect_lazy_with(work_session_options(options)))
+    let options = work_session_options(url.parse()?, &settings.database.schema);
+    Ok(pool_options(settings).connect_lazy_with(options))
 }
 
 /// Waits until the database answers, retrying with exponential backoff and jitter; false if
@@ -167,6 +178,7 @@ pub async fn drop_database(url: &str, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    MIGRATOR.run(pool).await
+/// See [`crate::migrate`].
+pub async fn migrate(pool: &PgPool, schema: &Schema) -> Result<(), crate::migrate::MigrateError> {
+    crate::migrate::migrate(pool, schema).await
 }

@@ -13,6 +13,7 @@ pub mod devdb;
 pub mod health;
 pub mod kinds;
 pub mod lifecycle;
+pub mod migrate;
 pub mod providers;
 pub mod queue;
 pub mod reload;

@@ -19,7 +19,9 @@ use crate::queue::{Queue, QueueContext, Registry};
 
 /// The schema every test database starts with: the migrations and the probe's effects table.
 pub async fn migrate_schema(pool: &sqlx::PgPool) {
-    crate::db::migrate(pool).await.expect("migrating");
+    crate::db::migrate(pool, &crate::config::Schema::default())
+        .await
+        .expect("migrating");
     crate::queue::probe::create_effects_table(pool)
         .await
         .expect("creating the probe effects table");
@@ -62,7 +64,7 @@ pub async fn running_job(
     lease_s: f64,
 ) -> crate::queue::Claimed {
     let (id, run_at): (uuid::Uuid, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
-        "INSERT INTO memwarden.jobs (id, kind, queue, args, status, attempt, max_attempts, lease_owner, lease_expires_at, started_at) \
+        "INSERT INTO jobs (id, kind, queue, args, status, attempt, max_attempts, lease_owner, lease_expires_at, started_at) \
          VALUES ($1, 'probe', 'default', '{}', 'running', $2, $3, $4, now() + make_interval(secs => $5), now()) \
          RETURNING id, run_at",
     )

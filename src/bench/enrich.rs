@@ -9,17 +9,15 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use memwarden::config::QueueConfig;
 use memwarden::startup::Kinds;
-use sqlx::PgPool;
 
-use super::support::{bench_settings, in_fresh_database, rss_mb, start_daemon};
+use super::support::{bench_settings, in_fresh_database, migrated_pool, rss_mb, start_daemon};
 
 pub async fn enrich(server_url: &str, n: i64, owners: i64, concurrency: u32) -> Result<()> {
     in_fresh_database(server_url, "enrich", |url| run(url, n, owners, concurrency)).await
 }
 
 async fn run(url: String, n: i64, owners: i64, concurrency: u32) -> Result<()> {
-    let pool = PgPool::connect(&url).await?;
-    memwarden::db::migrate(&pool).await?;
+    let pool = migrated_pool(&url).await?;
     let mut settings = bench_settings("", &url)?;
     settings.queues.insert(
         "default".into(),
@@ -60,7 +58,7 @@ async fn run(url: String, n: i64, owners: i64, concurrency: u32) -> Result<()> {
     }
     let dt = t0.elapsed().as_secs_f64();
     let failed: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM memwarden.jobs WHERE kind = 'enrichment' AND status = 'failed'",
+        "SELECT count(*) FROM jobs WHERE kind = 'enrichment' AND status = 'failed'",
     )
     .fetch_one(&pool)
     .await?;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use memwarden::config::Schema;
 use memwarden_jobs::eviction::EvictionSettings;
 use sqlx::PgPool;
 
@@ -70,11 +71,12 @@ const SETTLE: Duration = Duration::from_millis(250);
 
 async fn run(url: String, n: i64, settings: EvictionSettings, window: Duration) -> Result<()> {
     use memwarden_jobs::eviction::{evict, ResourceType, RetentionPeriod};
+    let schema = Schema::default();
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(4)
-        .connect(&url)
+        .connect_with(memwarden::db::in_schema(url.parse()?, &schema))
         .await?;
-    memwarden::db::migrate(&pool).await?;
+    memwarden::db::migrate(&pool, &schema).await?;
     sqlx::query("ALTER TABLE conversation_entries SET (autovacuum_enabled = false)")
         .execute(&pool)
         .await?;
@@ -121,7 +123,7 @@ async fn run(url: String, n: i64, settings: EvictionSettings, window: Duration) 
     // stands for the application and commits synchronously.
     let work = sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
-        .connect_with(memwarden::db::work_session_options(url.parse()?))
+        .connect_with(memwarden::db::work_session_options(url.parse()?, &schema))
         .await?;
     let retention = RetentionPeriod::parse(Some("P30D"))?;
     let mut spans = Vec::new();

@@ -74,11 +74,12 @@ async fn run(url: String, n: usize, concurrency: u32, samples: usize) -> Result<
 
     // The enqueuing client, configured like the peers' (node-postgres): no liveness round trip
     // of its own before each statement, so the latency is enqueue plus pickup, as theirs is.
+    let schema = memwarden::config::Schema::default();
     let pool = sqlx::postgres::PgPoolOptions::new()
         .test_before_acquire(false)
-        .connect(&url)
+        .connect_with(memwarden::db::in_schema(url.parse()?, &schema))
         .await?;
-    memwarden::db::migrate(&pool).await?;
+    memwarden::db::migrate(&pool, &schema).await?;
     let jobs: Vec<NewJob> = (0..n)
         .map(|i| NewJob {
             queue: Some("default".into()),
@@ -89,9 +90,7 @@ async fn run(url: String, n: usize, concurrency: u32, samples: usize) -> Result<
     for chunk in jobs.chunks(10_000) {
         enqueue::insert_jobs(&pool, chunk).await?;
     }
-    sqlx::query("VACUUM ANALYZE memwarden.jobs")
-        .execute(&pool)
-        .await?;
+    sqlx::query("VACUUM ANALYZE jobs").execute(&pool).await?;
 
     let starts = Starts::default();
     let ran = Arc::new(AtomicUsize::new(0));
@@ -117,7 +116,7 @@ async fn run(url: String, n: usize, concurrency: u32, samples: usize) -> Result<
         // polling the table every 20 ms would tax the database being measured.
         if ran.load(Ordering::Relaxed) >= n {
             let left: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM memwarden.jobs WHERE status IN ('available', 'retryable', 'running'))",
+                "SELECT EXISTS (SELECT 1 FROM jobs WHERE status IN ('available', 'retryable', 'running'))",
             )
             .fetch_one(&pool)
             .await?;
@@ -134,13 +133,12 @@ async fn run(url: String, n: usize, concurrency: u32, samples: usize) -> Result<
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let dt = t0.elapsed().as_secs_f64();
-    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM memwarden.job_attempts")
+    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM job_attempts")
         .fetch_one(&pool)
         .await?;
-    let succeeded: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM memwarden.jobs WHERE status = 'succeeded'")
-            .fetch_one(&pool)
-            .await?;
+    let succeeded: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'succeeded'")
+        .fetch_one(&pool)
+        .await?;
     if succeeded as usize != n || attempts as usize != n {
         bail!(
             "expected {n} succeeded jobs with {n} attempt rows, found {succeeded} and {attempts}"
@@ -160,12 +158,10 @@ async fn run(url: String, n: usize, concurrency: u32, samples: usize) -> Result<
         tokio::pin!(notified);
         notified.as_mut().enable();
         let t = Instant::now();
-        sqlx::query(
-            "SELECT memwarden.enqueue('bench-latency', jsonb_build_object('i', $1::bigint))",
-        )
-        .bind(i as i64)
-        .execute(&pool)
-        .await?;
+        sqlx::query("SELECT enqueue('bench-latency', jsonb_build_object('i', $1::bigint))")
+            .bind(i as i64)
+            .execute(&pool)
+            .await?;
         let started = loop {
             if let Some(at) = starts.at.lock().expect("starts lock").get(&i).copied() {
                 break at;

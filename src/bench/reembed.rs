@@ -7,10 +7,10 @@ use anyhow::{bail, Result};
 use memwarden::startup::Kinds;
 use memwarden_jobs::reembed::ReembedArgs;
 use memwarden_jobs::JobArgs;
-use sqlx::PgPool;
 
 use super::support::{
-    bench_settings, in_fresh_database, insert_memories, rss_mb, run_job, start_daemon, JobRun,
+    bench_settings, in_fresh_database, insert_memories, migrated_pool, rss_mb, run_job,
+    start_daemon, JobRun,
 };
 
 pub async fn reembed(server_url: &str, n: i64, batch_size: u32) -> Result<()> {
@@ -18,8 +18,7 @@ pub async fn reembed(server_url: &str, n: i64, batch_size: u32) -> Result<()> {
 }
 
 async fn run(url: String, n: i64, batch_size: u32) -> Result<()> {
-    let pool = PgPool::connect(&url).await?;
-    memwarden::db::migrate(&pool).await?;
+    let pool = migrated_pool(&url).await?;
     insert_memories(&pool, n).await?;
     let daemon = start_daemon(bench_settings("", &url)?, Kinds::Daemon).await?;
     let idle_rss = rss_mb();

@@ -50,6 +50,15 @@ where
     result
 }
 
+/// A connected pool on `url` with memwarden's sessions, its schema migrated: the bench's
+/// own reads and writes, beside the daemon's.
+pub async fn migrated_pool(url: &str) -> Result<PgPool> {
+    let settings = Settings::default();
+    let pool = memwarden::db::connect(&settings, url).await?;
+    memwarden::db::migrate(&pool, &settings.database.schema).await?;
+    Ok(pool)
+}
+
 /// The settings a bench starts from: the defaults, then `MEMWARDEN_*` from the environment
 /// (so a setting can be tried without a rebuild), on `url`, the control port on a free port.
 pub fn bench_settings(defaults: &str, url: &str) -> Result<Settings> {
@@ -113,7 +122,7 @@ pub async fn run_job(daemon: &Running, kind: &str, args: serde_json::Value) -> R
     let mut peak_rss = rss_mb();
     loop {
         let (status, result, error): (Status, Option<serde_json::Value>, Option<String>) =
-            sqlx::query_as("SELECT status, result, last_error FROM memwarden.jobs WHERE id = $1")
+            sqlx::query_as("SELECT status, result, last_error FROM jobs WHERE id = $1")
                 .bind(id)
                 .fetch_one(queue.pool())
                 .await?;

@@ -8,10 +8,10 @@ use memwarden::startup::Kinds;
 use memwarden_jobs::reembed::ReembedArgs;
 use memwarden_jobs::sync::SyncArgs;
 use memwarden_jobs::JobArgs;
-use sqlx::PgPool;
 
 use super::support::{
-    bench_settings, in_fresh_database, insert_memories, run_job, start_daemon, JobRun,
+    bench_settings, in_fresh_database, insert_memories, migrated_pool, run_job, start_daemon,
+    JobRun,
 };
 
 pub async fn sync(server_url: &str, n: i64, drift: i64) -> Result<()> {
@@ -19,8 +19,7 @@ pub async fn sync(server_url: &str, n: i64, drift: i64) -> Result<()> {
 }
 
 async fn run(url: String, n: i64, drift: i64) -> Result<()> {
-    let pool = PgPool::connect(&url).await?;
-    memwarden::db::migrate(&pool).await?;
+    let pool = migrated_pool(&url).await?;
     insert_memories(&pool, n).await?;
     let daemon = start_daemon(bench_settings("", &url)?, Kinds::Daemon).await?;
     run_job(

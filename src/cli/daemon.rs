@@ -62,7 +62,7 @@ pub async fn dev(cli: &Cli) -> Result<ExitCode> {
             Some(pg)
         }
     };
-    let demo = load_demo_memories(settings.database_url().unwrap_or_default()).await?;
+    let demo = load_demo_memories(&settings).await?;
     settings.auth.api_token.get_or_insert_with(token);
     settings.auth.admin_token.get_or_insert_with(token);
     let log = memwarden::telemetry::init_logging(cli.log_format, &settings.log.level);
@@ -170,11 +170,12 @@ struct DemoMemories {
 
 /// A few memories of two owners, so a new user sees enrichment happen. Loaded only into an
 /// empty store; the insert trigger enqueues their enrichment.
-async fn load_demo_memories(url: &str) -> Result<DemoMemories> {
-    let pool = sqlx::PgPool::connect(url)
+async fn load_demo_memories(settings: &Settings) -> Result<DemoMemories> {
+    let url = settings.database_url().unwrap_or_default();
+    let pool = memwarden::db::connect(settings, url)
         .await
         .context("connecting to the database")?;
-    memwarden::db::migrate(&pool)
+    memwarden::db::migrate(&pool, &settings.database.schema)
         .await
         .context("running migrations")?;
     let existing: Option<uuid::Uuid> = sqlx::query_scalar(

@@ -18,8 +18,7 @@ async fn connect(cli: &Cli, database_url: Option<String>) -> Result<(Settings, s
     let url = settings.database_url().context(
         "no database configured: set DATABASE_URL (memwarden dev prints it) or --database-url",
     )?;
-    let pool = memwarden::db::pool_options(&settings)
-        .connect(url)
+    let pool = memwarden::db::connect(&settings, url)
         .await
         .context("connecting to the database")?;
     Ok((settings, pool))
@@ -28,7 +27,7 @@ async fn connect(cli: &Cli, database_url: Option<String>) -> Result<(Settings, s
 pub async fn migrate(cli: &Cli, args: &DbArgs) -> Result<ExitCode> {
     let (settings, pool) = connect(cli, args.database_url.clone()).await?;
     memwarden::telemetry::init_logging(cli.log_format, &settings.log.level);
-    memwarden::db::migrate(&pool)
+    memwarden::db::migrate(&pool, &settings.database.schema)
         .await
         .context("running migrations")?;
     println!("migrations applied");
@@ -53,7 +52,7 @@ pub async fn audit_verify(cli: &Cli, args: &DbArgs) -> Result<ExitCode> {
     let (_, pool) = connect(cli, args.database_url.clone()).await?;
     match memwarden::audit::verify(&pool)
         .await
-        .context("reading memwarden.audit_log")?
+        .context("reading audit_log")?
     {
         Ok(n) => {
             println!("audit log ok: {n} rows, chain intact");

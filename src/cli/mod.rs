@@ -306,7 +306,7 @@ pub enum MemoriesCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Walk the hash chain of memwarden.audit_log; exit non-zero at the first broken row.
+    /// Walk the hash chain of audit_log; exit non-zero at the first broken row.
     Verify(DbArgs),
 }
 

@@ -25,7 +25,7 @@ pub use masking::mask_url_password;
 pub use queue::{attempts, KindConfig, Kinds, PurgeSettings, QueueConfig, QueueSettings, Queues};
 pub use schedules::{ScheduleConfig, ScheduleSource, ScheduleSpec, DEFAULT_NAMES};
 pub use server::{
-    AdminSettings, ControlSettings, DatabaseSettings, LogSettings, ShutdownSettings,
+    AdminSettings, ControlSettings, DatabaseSettings, LogSettings, Schema, ShutdownSettings,
     TestingSettings, DEFAULT_CONTROL_ADDR,
 };
 pub use work::{
@@ -146,6 +146,9 @@ impl Settings {
         let mut keys = Vec::new();
         if self.database.url != newer.database.url {
             keys.push("database.url");
+        }
+        if self.database.schema != newer.database.schema {
+            keys.push("database.schema");
         }
         if self.database.listen_url != newer.database.listen_url {
             keys.push("database.listen_url");

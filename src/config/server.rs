@@ -8,11 +8,64 @@ use serde_with::serde_as;
 
 use super::seconds::{PositiveSeconds, Seconds};
 
+/// The PostgreSQL schema that holds every table, function and index of memwarden's: a plain
+/// lowercase identifier, so it needs no quoting anywhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Schema(String);
+
+impl Schema {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Schema {
+    fn default() -> Self {
+        Schema("memwarden".into())
+    }
+}
+
+impl std::fmt::Display for Schema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for Schema {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 48
+            && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && !s.starts_with("pg_")
+            && s != "public";
+        if ok {
+            Ok(Schema(s))
+        } else {
+            Err(format!(
+                "`{s}` is not a schema name memwarden can own: lowercase letters, digits and `_`, \
+                 at most 48, not starting with a digit or `pg_`, and not `public`"
+            ))
+        }
+    }
+}
+
+impl From<Schema> for String {
+    fn from(s: Schema) -> String {
+        s.0
+    }
+}
+
 #[serde_as]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseSettings {
     pub url: Option<String>,
+    /// Where memwarden's tables live (never `public`); NOTIFY channels are named after it.
+    pub schema: Schema,
     /// A direct (non-pooler) connection for LISTEN, when `url` goes through PgBouncer.
     pub listen_url: Option<String>,
     pub migrate: bool,
@@ -26,6 +79,7 @@ impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
             url: None,
+            schema: Schema::default(),
             listen_url: None,
             migrate: true,
             max_connections: 16,

@@ -48,7 +48,7 @@ pub async fn enqueue_work(queue: &Queue, kind: &str, args: Value) -> Result<Uuid
 
 async fn job_row(queue: &Queue, id: Uuid) -> Result<Option<JobRow>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {} FROM memwarden.jobs WHERE id = $1",
+        "SELECT {} FROM jobs WHERE id = $1",
         JobRow::COLUMNS
     ))
     .bind(id)

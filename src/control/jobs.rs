@@ -111,11 +111,10 @@ pub async fn enqueue(
     let (code, status) = if r.inserted {
         (StatusCode::CREATED, Status::Available.as_str())
     } else {
-        let status: Option<Status> =
-            sqlx::query_scalar("SELECT status FROM memwarden.jobs WHERE id = $1")
-                .bind(r.id)
-                .fetch_optional(queue.pool())
-                .await?;
+        let status: Option<Status> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
+            .bind(r.id)
+            .fetch_optional(queue.pool())
+            .await?;
         (StatusCode::OK, status.map_or("unknown", Status::as_str))
     };
     let reply = EnqueueReply {

@@ -30,7 +30,7 @@ fn valid_name(name: &str) -> Result<(), Problem> {
 
 async fn fetch(queue: &Queue, name: &str) -> Result<Option<Schedule>, Problem> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {SCHEDULE_COLUMNS} FROM memwarden.schedules WHERE name = $1"
+        "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE name = $1"
     ))
     .bind(name)
     .fetch_optional(queue.pool())
@@ -182,14 +182,14 @@ pub async fn put(
     }
     let mut tx = queue.pool().begin().await?;
     let current: Option<Schedule> = sqlx::query_as(&format!(
-        "SELECT {SCHEDULE_COLUMNS} FROM memwarden.schedules WHERE name = $1 FOR UPDATE"
+        "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE name = $1 FOR UPDATE"
     ))
     .bind(&name)
     .fetch_optional(&mut *tx)
     .await?;
     if_match_ok(&headers, current.as_ref())?;
     let saved: Schedule = sqlx::query_as(&format!(
-        "INSERT INTO memwarden.schedules (name, cron, kind, args, queue, enabled, timezone, source, last_tick_at) \
+        "INSERT INTO schedules (name, cron, kind, args, queue, enabled, timezone, source, last_tick_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, 'api', now()) \
          ON CONFLICT (name) DO UPDATE SET cron = EXCLUDED.cron, kind = EXCLUDED.kind, args = EXCLUDED.args, \
            queue = EXCLUDED.queue, enabled = EXCLUDED.enabled, timezone = EXCLUDED.timezone, source = 'api', updated_at = now() \
@@ -225,7 +225,7 @@ pub async fn delete(
     valid_name(&name)?;
     let mut tx = queue.pool().begin().await?;
     let current: Option<Schedule> = sqlx::query_as(&format!(
-        "SELECT {SCHEDULE_COLUMNS} FROM memwarden.schedules WHERE name = $1 FOR UPDATE"
+        "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE name = $1 FOR UPDATE"
     ))
     .bind(&name)
     .fetch_optional(&mut *tx)
@@ -234,7 +234,7 @@ pub async fn delete(
         return Err(Problem::not_found(format!("no schedule named `{name}`")));
     };
     if_match_ok(&headers, Some(&current))?;
-    sqlx::query("DELETE FROM memwarden.schedules WHERE name = $1")
+    sqlx::query("DELETE FROM schedules WHERE name = $1")
         .bind(&name)
         .execute(&mut *tx)
         .await?;

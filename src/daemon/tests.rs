@@ -146,7 +146,7 @@ async fn every_loop_runs_again_after_a_panic() {
     })
     .await;
     sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(crate::queue::CONTROL_CHANNEL)
+        .bind(&queue.channels().control)
         .bind(format!("cancel:{stuck}"))
         .execute(&pool)
         .await

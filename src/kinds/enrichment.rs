@@ -123,7 +123,7 @@ impl Handler for CatchUpHandler {
         // Checked again as each is enqueued: a memory whose trigger job finished since the
         // query is enriched already, and its unique key no longer stops a second job.
         let sql = format!(
-            "SELECT count(memwarden.enqueue('enrichment', jsonb_build_object('memory_id', id), 'default', 0::int2, \
+            "SELECT count(enqueue('enrichment', jsonb_build_object('memory_id', id), 'default', 0::int2, \
              NULL, 25, 'enrichment:' || id)) FROM memories WHERE id = ANY($2::uuid[]) AND ({NEEDS_ENRICHMENT})"
         );
         let queued: Result<i64, sqlx::Error> = sqlx::query_scalar(&sql)

@@ -4,7 +4,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::job::{AttemptRow, JobRow, JobView, Reference, Status, StatusFilter};
-use super::{Queue, CONTROL_CHANNEL, JOBS_CHANNEL};
+use super::Queue;
 
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
@@ -56,7 +56,7 @@ impl Queue {
             None => (None, None),
         };
         sqlx::query_as(&format!(
-            "SELECT {} FROM memwarden.jobs \
+            "SELECT {} FROM jobs \
              WHERE ($1::text IS NULL OR queue = $1) AND ($2::text IS NULL OR kind = $2) \
                AND ($3::text IS NULL OR status = $3) \
                AND ($4::bool IS NULL OR (run_at > now()) = $4) \
@@ -76,7 +76,7 @@ impl Queue {
 
     pub async fn job(&self, id: Uuid) -> Result<Option<JobDetail>, sqlx::Error> {
         let job: Option<JobRow> = sqlx::query_as(&format!(
-            "SELECT {} FROM memwarden.jobs WHERE id = $1",
+            "SELECT {} FROM jobs WHERE id = $1",
             JobRow::COLUMNS
         ))
         .bind(id)
@@ -84,14 +84,14 @@ impl Queue {
         .await?;
         let Some(job) = job else { return Ok(None) };
         let attempts = sqlx::query_as(
-            "SELECT attempt, worker, started_at, finished_at, outcome, error FROM memwarden.job_attempts \
+            "SELECT attempt, worker, started_at, finished_at, outcome, error FROM job_attempts \
              WHERE job_id = $1 ORDER BY attempt",
         )
         .bind(id)
         .fetch_all(self.pool())
         .await?;
         let references = sqlx::query_as(
-            "SELECT resource_type, resource_id FROM memwarden.job_references WHERE job_id = $1 ORDER BY resource_type, resource_id",
+            "SELECT resource_type, resource_id FROM job_references WHERE job_id = $1 ORDER BY resource_type, resource_id",
         )
         .bind(id)
         .fetch_all(self.pool())
@@ -107,7 +107,7 @@ impl Queue {
     /// and it ends as canceled.
     pub async fn cancel(&self, id: Uuid) -> Result<Result<ActionReply, ActionError>, sqlx::Error> {
         let row: Option<(Status,)> = sqlx::query_as(
-            "UPDATE memwarden.jobs SET \
+            "UPDATE jobs SET \
                status = CASE WHEN status = 'running' THEN status ELSE 'canceled' END, \
                finished_at = CASE WHEN status = 'running' THEN finished_at ELSE now() END, \
                cancel_requested_at = CASE WHEN status = 'running' THEN now() ELSE cancel_requested_at END, \
@@ -121,7 +121,7 @@ impl Queue {
         match row {
             Some((status,)) if status == Status::Running => {
                 sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(CONTROL_CHANNEL)
+                    .bind(&self.channels().control)
                     .bind(format!("cancel:{id}"))
                     .execute(self.pool())
                     .await?;
@@ -150,7 +150,7 @@ impl Queue {
     /// Failed or canceled: back to available with a fresh attempt budget.
     pub async fn retry(&self, id: Uuid) -> Result<Result<ActionReply, ActionError>, sqlx::Error> {
         let row: Result<Option<(Status, String)>, sqlx::Error> = sqlx::query_as(
-            "UPDATE memwarden.jobs SET status = 'available', attempt = 0, run_at = now(), finished_at = NULL, \
+            "UPDATE jobs SET status = 'available', attempt = 0, run_at = now(), finished_at = NULL, \
                started_at = NULL, progress = 0, cancel_requested_at = NULL \
              WHERE id = $1 AND status IN ('failed', 'canceled') \
              RETURNING status, queue",
@@ -168,7 +168,7 @@ impl Queue {
         match row {
             Some((status, queue)) => {
                 sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(JOBS_CHANNEL)
+                    .bind(&self.channels().jobs)
                     .bind(&queue)
                     .execute(self.pool())
                     .await?;
@@ -191,11 +191,10 @@ impl Queue {
         action: &'static str,
         applies: &'static str,
     ) -> Result<ActionError, sqlx::Error> {
-        let status: Option<Status> =
-            sqlx::query_scalar("SELECT status FROM memwarden.jobs WHERE id = $1")
-                .bind(id)
-                .fetch_optional(self.pool())
-                .await?;
+        let status: Option<Status> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
         Ok(match status {
             None => ActionError::NotFound(id),
             Some(status) => ActionError::WrongState {
@@ -210,10 +209,9 @@ impl Queue {
     /// Reads the paused queues from the table (at start, and as the fallback for a missed
     /// pause or resume NOTIFY).
     pub async fn refresh_paused(&self) -> Result<(), sqlx::Error> {
-        let rows: Vec<String> =
-            sqlx::query_scalar("SELECT name FROM memwarden.queues WHERE paused")
-                .fetch_all(self.pool())
-                .await?;
+        let rows: Vec<String> = sqlx::query_scalar("SELECT name FROM queues WHERE paused")
+            .fetch_all(self.pool())
+            .await?;
         self.wakeups().replace_paused(rows.into_iter().collect());
         Ok(())
     }
@@ -221,7 +219,7 @@ impl Queue {
     /// Pauses or resumes a queue on every replica.
     pub async fn set_queue_paused(&self, name: &str, paused: bool) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO memwarden.queues (name, paused, updated_at) VALUES ($1, $2, now()) \
+            "INSERT INTO queues (name, paused, updated_at) VALUES ($1, $2, now()) \
              ON CONFLICT (name) DO UPDATE SET paused = EXCLUDED.paused, updated_at = now()",
         )
         .bind(name)
@@ -230,7 +228,7 @@ impl Queue {
         .await?;
         let verb = if paused { "pause" } else { "resume" };
         sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CONTROL_CHANNEL)
+            .bind(&self.channels().control)
             .bind(format!("{verb}:{name}"))
             .execute(self.pool())
             .await?;
@@ -244,7 +242,7 @@ impl Queue {
         let mut events = self.events().subscribe();
         loop {
             let row: Option<JobRow> = sqlx::query_as(&format!(
-                "SELECT {} FROM memwarden.jobs WHERE id = $1",
+                "SELECT {} FROM jobs WHERE id = $1",
                 JobRow::COLUMNS
             ))
             .bind(id)

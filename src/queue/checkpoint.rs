@@ -17,7 +17,7 @@ pub struct JobCheckpoint {
 impl Checkpoint for JobCheckpoint {
     async fn load(&self) -> Result<Option<serde_json::Value>, CheckpointError> {
         Ok(
-            sqlx::query_scalar("SELECT checkpoint FROM memwarden.jobs WHERE id = $1")
+            sqlx::query_scalar("SELECT checkpoint FROM jobs WHERE id = $1")
                 .bind(self.job)
                 .fetch_optional(self.queue.pool())
                 .await?
@@ -27,7 +27,7 @@ impl Checkpoint for JobCheckpoint {
 
     async fn save(&self, state: &serde_json::Value) -> Result<(), CheckpointError> {
         let saved = sqlx::query(
-            "UPDATE memwarden.jobs SET checkpoint = $2 \
+            "UPDATE jobs SET checkpoint = $2 \
              WHERE id = $1 AND lease_owner = $3 AND status = 'running'",
         )
         .bind(self.job)

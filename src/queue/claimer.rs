@@ -202,12 +202,12 @@ impl Claimer {
         // to the CTE, a large LIMIT made the planner hash the whole table on every claim.
         let rows = sqlx::query(
             "WITH picked AS ( \
-               SELECT id FROM memwarden.jobs \
+               SELECT id FROM jobs \
                WHERE queue = $1 AND status IN ('available', 'retryable') AND run_at <= now() AND kind = ANY($2) \
                ORDER BY priority DESC, run_at, id \
                LIMIT $3 \
                FOR UPDATE SKIP LOCKED) \
-             UPDATE memwarden.jobs j SET status = 'running', attempt = j.attempt + 1, lease_owner = $4, \
+             UPDATE jobs j SET status = 'running', attempt = j.attempt + 1, lease_owner = $4, \
                lease_expires_at = now() + make_interval(secs => $5), started_at = now(), cancel_requested_at = NULL \
              WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) \
              RETURNING j.id, j.kind, j.queue, j.args, j.attempt, j.max_attempts, j.run_at, j.priority",
@@ -316,12 +316,10 @@ mod tests {
             .collect();
         q.enqueue_many(jobs).await.unwrap();
         let succeeded = || async {
-            sqlx::query_scalar::<_, i64>(
-                "SELECT count(*) FROM memwarden.jobs WHERE status = 'succeeded'",
-            )
-            .fetch_one(&pool)
-            .await
-            .unwrap()
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM jobs WHERE status = 'succeeded'")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
         };
         eventually(Duration::from_secs(10), "50 jobs succeed", async || {
             succeeded().await == 50

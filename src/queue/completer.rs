@@ -120,7 +120,7 @@ WITH u AS ( \
     array_fill($1::text, ARRAY[cardinality($2::uuid[])])) \
     AS u(id, attempt, status, delay_s, error, result, outcome, refund, bump, owner)), \
 done AS ( \
-  UPDATE memwarden.jobs j SET \
+  UPDATE jobs j SET \
     status = u.status, \
     run_at = CASE WHEN u.delay_s IS NULL THEN j.run_at ELSE now() + make_interval(secs => u.delay_s) END, \
     finished_at = CASE WHEN u.status IN ('succeeded', 'failed', 'canceled') THEN now() END, \
@@ -135,7 +135,7 @@ done AS ( \
   WHERE j.id = ANY($2::uuid[]) AND j.id = u.id AND j.attempt = u.attempt AND j.lease_owner = u.owner \
   RETURNING j.id, u.attempt, u.outcome, u.error, j.started_at), \
 ins AS ( \
-  INSERT INTO memwarden.job_attempts (job_id, attempt, worker, started_at, outcome, error) \
+  INSERT INTO job_attempts (job_id, attempt, worker, started_at, outcome, error) \
   SELECT id, attempt, $1, COALESCE(started_at, now()), outcome, error FROM done WHERE outcome IS NOT NULL) \
 SELECT id FROM done";
 
@@ -147,14 +147,14 @@ WITH u AS ( \
   SELECT * FROM unnest($2::uuid[], $3::int4[], $4::jsonb[], array_fill($1::text, ARRAY[cardinality($2::uuid[])])) \
     AS u(id, attempt, result, owner)), \
 done AS ( \
-  UPDATE memwarden.jobs j SET \
+  UPDATE jobs j SET \
     status = 'succeeded', finished_at = now(), result = COALESCE(u.result, j.result), progress = 100, \
     lease_owner = NULL, lease_expires_at = NULL, cancel_requested_at = NULL \
   FROM u \
   WHERE j.id = ANY($2::uuid[]) AND j.id = u.id AND j.attempt = u.attempt AND j.lease_owner = u.owner \
   RETURNING j.id, j.attempt, j.started_at), \
 ins AS ( \
-  INSERT INTO memwarden.job_attempts (job_id, attempt, worker, started_at, outcome) \
+  INSERT INTO job_attempts (job_id, attempt, worker, started_at, outcome) \
   SELECT id, attempt, $1, COALESCE(started_at, now()), 'succeeded' FROM done) \
 SELECT id FROM done";
 

@@ -1,5 +1,5 @@
 //! Cron: schedules from the defaults, the config file and the control port, stored in
-//! `memwarden.schedules`. Every replica runs this loop; a tick fires exactly once because the
+//! `schedules`. Every replica runs this loop; a tick fires exactly once because the
 //! conditional advance of `last_tick_at` and the enqueue are one statement, and only one
 //! replica's update can win the row. After downtime a schedule catches up once, with its
 //! latest missed tick.
@@ -78,13 +78,15 @@ pub async fn sync_schedules(queue: &Queue) -> Result<(), sqlx::Error> {
         .collect();
     let mut tx = queue.pool().begin().await?;
     let names: Vec<&str> = wanted.iter().map(|s| s.name.as_str()).collect();
-    sqlx::query("DELETE FROM memwarden.schedules WHERE source IN ('default', 'config') AND NOT (name = ANY($1))")
-        .bind(&names)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "DELETE FROM schedules WHERE source IN ('default', 'config') AND NOT (name = ANY($1))",
+    )
+    .bind(&names)
+    .execute(&mut *tx)
+    .await?;
     for s in &wanted {
         sqlx::query(
-            "INSERT INTO memwarden.schedules (name, cron, kind, args, queue, enabled, timezone, source, last_tick_at) \
+            "INSERT INTO schedules (name, cron, kind, args, queue, enabled, timezone, source, last_tick_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now()) \
              ON CONFLICT (name) DO UPDATE SET cron = EXCLUDED.cron, kind = EXCLUDED.kind, args = EXCLUDED.args, \
                queue = EXCLUDED.queue, enabled = EXCLUDED.enabled, timezone = EXCLUDED.timezone, source = EXCLUDED.source, \
@@ -109,7 +111,7 @@ pub async fn sync_schedules(queue: &Queue) -> Result<(), sqlx::Error> {
 
 pub async fn list_schedules(pool: &PgPool) -> Result<Vec<Schedule>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {SCHEDULE_COLUMNS} FROM memwarden.schedules ORDER BY name"
+        "SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY name"
     ))
     .fetch_all(pool)
     .await
@@ -128,10 +130,10 @@ pub async fn fire(
     );
     let fired: Option<uuid::Uuid> = sqlx::query_scalar(
         "WITH adv AS ( \
-           UPDATE memwarden.schedules SET last_tick_at = $2 \
+           UPDATE schedules SET last_tick_at = $2 \
            WHERE name = $1 AND enabled AND (last_tick_at IS NULL OR last_tick_at < $2) \
            RETURNING kind, args, queue) \
-         SELECT memwarden.enqueue(adv.kind, adv.args, adv.queue, 0::int2, NULL, $3, $4) FROM adv",
+         SELECT enqueue(adv.kind, adv.args, adv.queue, 0::int2, NULL, $3, $4) FROM adv",
     )
     .bind(&schedule.name)
     .bind(tick)

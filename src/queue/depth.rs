@@ -30,7 +30,7 @@ SELECT queue, \
   count(*) FILTER (WHERE status = 'running') AS running, \
   count(*) FILTER (WHERE status = 'retryable') AS retryable, \
   COALESCE(EXTRACT(EPOCH FROM now() - min(run_at) FILTER (WHERE status IN ('available', 'retryable') AND run_at <= now())), 0)::float8 AS oldest \
-FROM memwarden.jobs WHERE status IN ('available', 'running', 'retryable') GROUP BY queue";
+FROM jobs WHERE status IN ('available', 'running', 'retryable') GROUP BY queue";
 
 impl Queue {
     /// Every queue that is served here, has jobs, or is paused.
@@ -60,7 +60,7 @@ impl Queue {
             s.oldest_available_age_s = r.get("oldest");
         }
         let failed: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT queue, count(*) FROM memwarden.jobs WHERE status = 'failed' GROUP BY queue",
+            "SELECT queue, count(*) FROM jobs WHERE status = 'failed' GROUP BY queue",
         )
         .fetch_all(self.pool())
         .await?;
@@ -68,10 +68,9 @@ impl Queue {
             entry(&mut out, &name);
             out.get_mut(&name).expect("just inserted").failed = n;
         }
-        let paused: Vec<String> =
-            sqlx::query_scalar("SELECT name FROM memwarden.queues WHERE paused")
-                .fetch_all(self.pool())
-                .await?;
+        let paused: Vec<String> = sqlx::query_scalar("SELECT name FROM queues WHERE paused")
+            .fetch_all(self.pool())
+            .await?;
         for name in paused {
             entry(&mut out, &name);
             out.get_mut(&name).expect("just inserted").paused = true;
@@ -138,7 +137,7 @@ mod tests {
         let pool = db.pool().await;
         running_job(&pool, "w", 1, 5, 30.0).await;
         sqlx::query(
-            "INSERT INTO memwarden.jobs (id, kind, queue, args, status, run_at, finished_at) \
+            "INSERT INTO jobs (id, kind, queue, args, status, run_at, finished_at) \
              SELECT gen_random_uuid(), 'probe', 'default', '{}', s, now() + d * interval '1 hour', \
                     CASE WHEN s = 'failed' THEN now() END \
              FROM (VALUES ('available', -1), ('available', -1), ('available', 1), ('retryable', -1), ('failed', -1)) AS v(s, d)",
@@ -146,7 +145,7 @@ mod tests {
         .execute(&pool)
         .await
         .unwrap();
-        sqlx::query("INSERT INTO memwarden.queues (name, paused) VALUES ('quiet', true)")
+        sqlx::query("INSERT INTO queues (name, paused) VALUES ('quiet', true)")
             .execute(&pool)
             .await
             .unwrap();

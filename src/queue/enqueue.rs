@@ -62,12 +62,12 @@ pub enum EnqueueError {
 
 const INSERT_SQL: &str = "\
 WITH ins AS ( \
-  INSERT INTO memwarden.jobs (id, kind, queue, args, priority, run_at, max_attempts, unique_key) \
+  INSERT INTO jobs (id, kind, queue, args, priority, run_at, max_attempts, unique_key) \
   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int2[], $6::timestamptz[], $7::int4[], $8::text[]) \
   ON CONFLICT (kind, unique_key) WHERE unique_key IS NOT NULL AND status IN ('available', 'running', 'retryable') \
   DO NOTHING \
   RETURNING id, queue), \
-woke AS (SELECT count(pg_notify('memwarden_jobs', q.queue)) AS n FROM (SELECT DISTINCT queue FROM ins) q) \
+woke AS (SELECT count(pg_notify(current_schema() || '_jobs', q.queue)) AS n FROM (SELECT DISTINCT queue FROM ins) q) \
 SELECT ins.id FROM ins, woke";
 
 pub fn valid_queue_name(name: &str) -> bool {
@@ -189,7 +189,7 @@ pub async fn insert_jobs<'e>(
         let mu: Vec<Option<&str>> = missing.iter().map(|i| unique[*i]).collect();
         let rows = sqlx::query(
             "SELECT DISTINCT ON (j.kind, j.unique_key) j.kind, j.unique_key, j.id \
-             FROM memwarden.jobs j JOIN unnest($1::text[], $2::text[]) AS u(kind, unique_key) \
+             FROM jobs j JOIN unnest($1::text[], $2::text[]) AS u(kind, unique_key) \
                ON j.kind = u.kind AND j.unique_key = u.unique_key \
              ORDER BY j.kind, j.unique_key, (j.status IN ('available', 'running', 'retryable')) DESC, j.created_at DESC",
         )

@@ -15,7 +15,7 @@ use super::held::HeldJobs;
 use super::job_metrics::{JobMetrics, MetricsCache};
 use super::progress::{ProgressSink, ProgressUpdate};
 use super::wakeups::Wakeups;
-use super::Registry;
+use super::{Channels, Registry};
 use crate::config::Settings;
 use crate::health::Health;
 use crate::lifecycle::Lifecycle;
@@ -39,6 +39,7 @@ pub(super) struct Inner {
     /// Where handlers run: see `db::work_session_options`.
     pub(super) work_pool: PgPool,
     pub(super) registry: Registry,
+    pub(super) channels: Channels,
     pub(super) worker_id: String,
     pub(super) held: HeldJobs,
     pub(super) wakeups: Wakeups,
@@ -68,12 +69,14 @@ impl Queue {
     pub fn new(context: QueueContext, pool: PgPool, work_pool: PgPool, registry: Registry) -> Self {
         let (completions, completions_rx) = mpsc::unbounded_channel();
         let (progress, progress_rx) = mpsc::unbounded_channel();
+        let channels = Channels::of(&context.settings.borrow().database.schema);
         Queue {
             inner: Arc::new(Inner {
                 context,
                 pool,
                 work_pool,
                 registry,
+                channels,
                 worker_id: worker_identity(),
                 held: HeldJobs::default(),
                 wakeups: Wakeups::default(),
@@ -97,6 +100,11 @@ impl Queue {
 
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
+    }
+
+    /// The NOTIFY channels of this queue's schema.
+    pub fn channels(&self) -> &Channels {
+        &self.inner.channels
     }
 
     pub fn worker_id(&self) -> &str {

@@ -42,7 +42,7 @@ impl Periodic for Heartbeat {
             return Ok(());
         }
         let rows = sqlx::query(
-            "UPDATE memwarden.jobs SET lease_expires_at = now() + make_interval(secs => $3) \
+            "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3) \
              WHERE id = ANY($1) AND lease_owner = $2 \
              RETURNING id, cancel_requested_at IS NOT NULL AS cancel",
         )
@@ -84,7 +84,7 @@ mod tests {
         let ours = running_job(&pool, q.worker_id(), 1, 5, 2.0).await;
         let canceled = running_job(&pool, q.worker_id(), 1, 5, 2.0).await;
         let taken = running_job(&pool, "other:2:b", 1, 5, 2.0).await;
-        sqlx::query("UPDATE memwarden.jobs SET cancel_requested_at = now() WHERE id = $1")
+        sqlx::query("UPDATE jobs SET cancel_requested_at = now() WHERE id = $1")
             .bind(canceled.id)
             .execute(&pool)
             .await
@@ -95,7 +95,7 @@ mod tests {
 
         Heartbeat::new(q.clone()).tick().await.unwrap();
         let renewed: bool = sqlx::query_scalar(
-            "SELECT lease_expires_at > now() + interval '20 seconds' FROM memwarden.jobs WHERE id = $1",
+            "SELECT lease_expires_at > now() + interval '20 seconds' FROM jobs WHERE id = $1",
         )
         .bind(ours.id)
         .fetch_one(&pool)

@@ -126,13 +126,13 @@ impl HeldJobs {
         let result = sqlx::query(
             "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::bool[]) AS u(id, started)), \
              rel AS ( \
-               UPDATE memwarden.jobs j SET status = 'available', run_at = now(), lease_owner = NULL, lease_expires_at = NULL, \
+               UPDATE jobs j SET status = 'available', run_at = now(), lease_owner = NULL, lease_expires_at = NULL, \
                  attempt = CASE WHEN u.started THEN j.attempt ELSE j.attempt - 1 END, \
                  max_attempts = CASE WHEN u.started THEN GREATEST(j.max_attempts, j.attempt + 1) ELSE j.max_attempts END, \
                  last_error = CASE WHEN u.started THEN 'interrupted by a hard stop' ELSE j.last_error END \
                FROM u WHERE j.id = u.id AND j.lease_owner = $3 \
                RETURNING j.id, j.attempt, j.started_at, u.started) \
-             INSERT INTO memwarden.job_attempts (job_id, attempt, worker, started_at, outcome, error) \
+             INSERT INTO job_attempts (job_id, attempt, worker, started_at, outcome, error) \
              SELECT id, attempt, $3, COALESCE(started_at, now()), 'interrupted', 'interrupted by a hard stop' FROM rel WHERE started \
              ON CONFLICT DO NOTHING",
         )

@@ -1,4 +1,4 @@
-//! The job's states and rows, as stored in `memwarden.jobs`.
+//! The job's states and rows, as stored in `jobs`.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -6,7 +6,7 @@ use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{Queue, StopReason, CONTROL_CHANNEL, JOBS_CHANNEL};
+use super::{Queue, StopReason};
 use crate::supervisor::Service;
 
 pub struct Listener {
@@ -59,7 +59,10 @@ impl Service for Listener {
                 return Err(e.into());
             }
         };
-        if let Err(e) = listener.listen_all([JOBS_CHANNEL, CONTROL_CHANNEL]).await {
+        if let Err(e) = listener
+            .listen_all([q.channels().jobs.as_str(), q.channels().control.as_str()])
+            .await
+        {
             connected.set(0.0);
             tracing::warn!(error = %e, "LISTEN failed; falling back to polling (set database.listen_url to a direct connection when behind a pooler)");
             return Err(e.into());
@@ -73,7 +76,7 @@ impl Service for Listener {
                 _ = stop.cancelled() => return Ok(()),
             };
             match next {
-                Ok(Some(n)) if n.channel() == JOBS_CHANNEL => q.wakeups().wake(n.payload()),
+                Ok(Some(n)) if n.channel() == q.channels().jobs => q.wakeups().wake(n.payload()),
                 Ok(Some(n)) => self.handle_control(n.payload()),
                 Ok(None) => {
                     // The connection dropped; the next try_recv reconnects. Notifications sent
@@ -112,11 +115,12 @@ mod tests {
             let stop = stop.clone();
             async move { listener.run(stop).await }
         });
+        let control = q.channels().control.clone();
         let notify = |payload: String| {
-            let pool = pool.clone();
+            let (pool, control) = (pool.clone(), control.clone());
             async move {
                 sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(CONTROL_CHANNEL)
+                    .bind(control)
                     .bind(payload)
                     .execute(&pool)
                     .await

@@ -51,7 +51,21 @@ pub use job::{Claimed, Status};
 pub use registry::{Handler, JobContext, Outcome, Registry};
 pub use wakeups::Wakeups;
 
-/// NOTIFY channel that wakes claimers; the payload is the queue name.
-pub const JOBS_CHANNEL: &str = "memwarden_jobs";
-/// NOTIFY channel for cross-process control: `cancel:<job id>`, `pause:<queue>`, `resume:<queue>`.
-pub const CONTROL_CHANNEL: &str = "memwarden_control";
+/// The NOTIFY channels of one schema's queue, so that two installs in one database never
+/// wake or pause each other: `<schema>_jobs` wakes claimers (the payload is the queue name,
+/// and `enqueue()` in SQL sends it too), `<schema>_control` carries `cancel:<job id>`,
+/// `pause:<queue>` and `resume:<queue>`.
+#[derive(Debug, Clone)]
+pub struct Channels {
+    pub jobs: String,
+    pub control: String,
+}
+
+impl Channels {
+    pub fn of(schema: &crate::config::Schema) -> Self {
+        Channels {
+            jobs: format!("{schema}_jobs"),
+            control: format!("{schema}_control"),
+        }
+    }
+}

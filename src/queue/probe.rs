@@ -52,7 +52,7 @@ impl Handler for ProbeHandler {
             // A snooze refunds the attempt, so the attempt number cannot tell a first run from
             // a snoozed one: the job's age can.
             let young: Result<bool, sqlx::Error> = sqlx::query_scalar(
-                "SELECT now() - created_at < make_interval(secs => $2) FROM memwarden.jobs WHERE id = $1",
+                "SELECT now() - created_at < make_interval(secs => $2) FROM jobs WHERE id = $1",
             )
             .bind(job.id)
             .bind(ms as f64 / 1000.0)

@@ -54,7 +54,7 @@ async fn write_progress(
         }
         let (ids, values): (Vec<Uuid>, Vec<i16>) = pending.drain().unzip();
         let result = sqlx::query(
-            "UPDATE memwarden.jobs j SET progress = u.p FROM unnest($1::uuid[], $2::int2[]) AS u(id, p) \
+            "UPDATE jobs j SET progress = u.p FROM unnest($1::uuid[], $2::int2[]) AS u(id, p) \
              WHERE j.id = u.id AND j.status = 'running'",
         )
         .bind(&ids)

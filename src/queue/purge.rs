@@ -128,23 +128,23 @@ pub struct PurgeReport {
 /// created) with an hour of slack for clocks that disagree, and filters on `finished_at`.
 const PURGE_BATCH_SQL: &str = "\
 WITH victims AS ( \
-  SELECT id FROM memwarden.jobs \
-  WHERE id < memwarden.uuid_v7_floor($2 + interval '1 hour') AND status = ANY($1) AND finished_at < $2 \
+  SELECT id FROM jobs \
+  WHERE id < uuid_v7_floor($2 + interval '1 hour') AND status = ANY($1) AND finished_at < $2 \
   ORDER BY id LIMIT $3 \
   FOR UPDATE SKIP LOCKED), \
-a AS (DELETE FROM memwarden.job_attempts WHERE job_id IN (SELECT id FROM victims) RETURNING 1), \
-r AS (DELETE FROM memwarden.job_references WHERE job_id IN (SELECT id FROM victims) RETURNING 1), \
-j AS (DELETE FROM memwarden.jobs WHERE id IN (SELECT id FROM victims) RETURNING 1) \
+a AS (DELETE FROM job_attempts WHERE job_id IN (SELECT id FROM victims) RETURNING 1), \
+r AS (DELETE FROM job_references WHERE job_id IN (SELECT id FROM victims) RETURNING 1), \
+j AS (DELETE FROM jobs WHERE id IN (SELECT id FROM victims) RETURNING 1) \
 SELECT (SELECT count(*) FROM j), (SELECT count(*) FROM a), (SELECT count(*) FROM r)";
 
 const PURGE_COUNT_SQL: &str = "\
 WITH victims AS ( \
-  SELECT id FROM memwarden.jobs \
-  WHERE id < memwarden.uuid_v7_floor($2 + interval '1 hour') AND status = ANY($1) AND finished_at < $2 \
+  SELECT id FROM jobs \
+  WHERE id < uuid_v7_floor($2 + interval '1 hour') AND status = ANY($1) AND finished_at < $2 \
   ORDER BY id LIMIT $3) \
 SELECT (SELECT count(*) FROM victims), \
-  (SELECT count(*) FROM memwarden.job_attempts WHERE job_id IN (SELECT id FROM victims)), \
-  (SELECT count(*) FROM memwarden.job_references WHERE job_id IN (SELECT id FROM victims))";
+  (SELECT count(*) FROM job_attempts WHERE job_id IN (SELECT id FROM victims)), \
+  (SELECT count(*) FROM job_references WHERE job_id IN (SELECT id FROM victims))";
 
 /// Runs a purge. Each batch is its own transaction, so millions of rows never hold one lock.
 ///

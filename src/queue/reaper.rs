@@ -10,12 +10,12 @@ use crate::telemetry::metrics::REAPED_JOBS;
 
 const REAP_SQL: &str = "\
 WITH lost AS ( \
-  SELECT id, lease_owner FROM memwarden.jobs \
+  SELECT id, lease_owner FROM jobs \
   WHERE status = 'running' AND lease_expires_at < now() \
   ORDER BY lease_expires_at LIMIT 1000 \
   FOR UPDATE SKIP LOCKED), \
 reaped AS ( \
-  UPDATE memwarden.jobs j SET \
+  UPDATE jobs j SET \
     status = CASE WHEN j.attempt >= j.max_attempts THEN 'failed' ELSE 'available' END, \
     finished_at = CASE WHEN j.attempt >= j.max_attempts THEN now() END, \
     last_error = 'lease expired: worker ' || COALESCE(lost.lease_owner, '?') || ' lost the job', \
@@ -23,7 +23,7 @@ reaped AS ( \
   FROM lost WHERE j.id = lost.id \
   RETURNING j.id, j.attempt, j.started_at, j.queue, lost.lease_owner), \
 ins AS ( \
-  INSERT INTO memwarden.job_attempts (job_id, attempt, worker, started_at, outcome, error) \
+  INSERT INTO job_attempts (job_id, attempt, worker, started_at, outcome, error) \
   SELECT id, attempt, COALESCE(lease_owner, '?'), COALESCE(started_at, now()), 'lost', 'lease expired' FROM reaped \
   ON CONFLICT DO NOTHING) \
 SELECT queue, count(*) FROM reaped GROUP BY queue";
@@ -48,7 +48,7 @@ impl Reaper {
             total += n;
             queue.wakeups().wake(&name);
             sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(super::JOBS_CHANNEL)
+                .bind(&queue.channels().jobs)
                 .bind(&name)
                 .execute(queue.pool())
                 .await?;
@@ -101,7 +101,7 @@ mod tests {
         let status = |id| {
             let pool = pool.clone();
             async move {
-                sqlx::query_scalar::<_, String>("SELECT status FROM memwarden.jobs WHERE id = $1")
+                sqlx::query_scalar::<_, String>("SELECT status FROM jobs WHERE id = $1")
                     .bind(id)
                     .fetch_one(&pool)
                     .await
@@ -120,7 +120,7 @@ mod tests {
             "a live lease is left alone"
         );
         let lost: Vec<(uuid::Uuid, String)> = sqlx::query_as(
-            "SELECT job_id, worker FROM memwarden.job_attempts WHERE outcome = 'lost' ORDER BY job_id",
+            "SELECT job_id, worker FROM job_attempts WHERE outcome = 'lost' ORDER BY job_id",
         )
         .fetch_all(&pool)
         .await

@@ -1,5 +1,5 @@
 //! What wakes a claimer (a NOTIFY, a job enqueued here, a resumed queue) and which queues are
-//! paused. The paused set is read from `memwarden.queues` (`Queue::refresh_paused`) and kept
+//! paused. The paused set is read from `queues` (`Queue::refresh_paused`) and kept
 //! current by NOTIFY, with the depth loop as the fallback for a missed one.
 
 use std::collections::{BTreeSet, HashMap};

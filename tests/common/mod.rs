@@ -18,7 +18,9 @@ pub use memwarden::devdb::ThrowawayPostgres;
 
 /// The schema every test database starts with: the migrations and the probe's effects table.
 pub async fn migrate_schema(pool: &sqlx::PgPool) {
-    memwarden::db::migrate(pool).await.expect("migrating");
+    memwarden::db::migrate(pool, &memwarden::config::Schema::default())
+        .await
+        .expect("migrating");
     memwarden::queue::probe::create_effects_table(pool)
         .await
         .expect("creating the probe effects table");

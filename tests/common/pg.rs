@@ -78,7 +78,7 @@ pub fn sql_at(url: &str, sql: &str) {
 pub fn migrate_at(url: &str) {
     let url = url.to_string();
     on_own_runtime(move || async move {
-        let pool = PgPool::connect(&url).await.unwrap();
+        let pool = pool_of(&url).await;
         migrate_schema(&pool).await;
         pool.close().await;
     })
@@ -151,13 +151,22 @@ impl Drop for TestDb {
 }
 
 /// The test's own pool. Its sessions have no statement timeout, whatever a scenario sets on
-/// the database for the daemon.
+/// the database for the daemon, and memwarden's schema first on their search path, so tests
+/// name the store's tables as the daemon does.
 pub async fn pool_of(url: &str) -> PgPool {
+    pool_of_size(url, 4).await
+}
+
+/// [`pool_of`] with room for `max` connections at once.
+pub async fn pool_of_size(url: &str, max: u32) -> PgPool {
     let options: PgConnectOptions = url.parse().expect("a database URL");
     PgPoolOptions::new()
-        .max_connections(4)
+        .max_connections(max)
         .acquire_timeout(Duration::from_secs(20))
-        .connect_with(options.options([("statement_timeout", "0")]))
+        .connect_with(options.options([
+            ("statement_timeout", "0"),
+            ("search_path", "memwarden,public"),
+        ]))
         .await
         .expect("connecting to the test database")
 }

@@ -15,3 +15,4 @@ mod lifecycle;
 mod openapi;
 mod queue;
 mod reembed;
+mod schema;

@@ -89,7 +89,7 @@ async fn pool_exhaustion_and_slow_queries() {
     while succeeded(&pool).await < per_phase + 50 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    lock_for(&db.url, "memwarden_probe_effects", hold).await;
+    lock_for(&db.url, "memwarden.memwarden_probe_effects", hold).await;
     faults += 1;
     let before = succeeded(&pool).await;
     worst_recovery = worst_recovery.max(progress_after(&pool, before, "effects lock").await);

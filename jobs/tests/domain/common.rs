@@ -22,7 +22,12 @@ pub use pg::TestDb;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
-/// The schema of a test database: the migrations, as the daemon applies them.
+/// The schema of a test database: the migrations, into memwarden's schema (the tests'
+/// pools have it first on their search path), as the daemon applies them.
 pub async fn migrate_schema(pool: &sqlx::PgPool) {
+    sqlx::query("CREATE SCHEMA IF NOT EXISTS memwarden")
+        .execute(pool)
+        .await
+        .expect("creating the schema");
     MIGRATOR.run(pool).await.expect("migrating");
 }

@@ -181,11 +181,7 @@ async fn a_deleted_or_missing_memory_is_skipped() {
 #[tokio::test]
 async fn concurrent_enrichment_of_many_owners() {
     let db = TestDb::migrated();
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(8)
-        .connect(&db.url)
-        .await
-        .unwrap();
+    let pool = crate::common::pg::pool_of_size(&db.url, 8).await;
     // 600 memories over 12 owners, four types, many near-duplicates, in one plain INSERT.
     sqlx::query(
         "INSERT INTO memories (owner_id, memory_type, content, created_at) \

@@ -50,7 +50,7 @@ pub async fn status(
 ) -> Result<Json<EnrichmentStatusReply>, Problem> {
     let (pending, inflight): (i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE status IN ('available', 'retryable')), count(*) FILTER (WHERE status = 'running') \
-         FROM memwarden.jobs WHERE kind = $1 AND status IN ('available', 'retryable', 'running')",
+         FROM jobs WHERE kind = $1 AND status IN ('available', 'retryable', 'running')",
     )
     .bind(EnrichmentArgs::KIND)
     .fetch_one(queue.pool())
