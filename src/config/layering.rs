@@ -5,7 +5,6 @@
 use std::path::Path;
 
 use figment::providers::{Format, Serialized, Toml};
-use figment::value::Value;
 use figment::Figment;
 
 use super::{ConfigError, Overrides, Settings};
@@ -65,6 +64,19 @@ fn key_path(path: &[String]) -> String {
     }
 }
 
+/// An environment value as the TOML value it spells (`5` a number, `true` a boolean, `[1, 2]`
+/// an array), or else the text itself. Read with the `toml` crate rather than figment's own
+/// value parser, which panics on a quoted string holding a backslash after a multi-byte
+/// character (figment 0.10.19, `value/escape.rs`).
+fn env_value(text: &str) -> toml::Value {
+    use serde::Deserialize;
+    match toml::Value::deserialize(toml::de::ValueDeserializer::new(text)) {
+        // A date spelled in a variable is meant as text: no setting is a TOML datetime.
+        Ok(toml::Value::Datetime(_)) | Err(_) => toml::Value::String(text.to_string()),
+        Ok(value) => value,
+    }
+}
+
 pub(super) fn merge(
     text: &str,
     path: Option<&Path>,
@@ -87,10 +99,7 @@ pub(super) fn merge(
     }
     vars.sort_by_key(|(after_database_url, _, _)| *after_database_url);
     for (_, key, value) in vars {
-        let parsed: Value = value
-            .parse()
-            .expect("parsing a figment value is infallible");
-        figment = figment.merge(Serialized::default(&key, parsed));
+        figment = figment.merge(Serialized::default(&key, env_value(value)));
     }
     if let Some(url) = &overrides.database_url {
         figment = figment.merge(Serialized::default("database.url", url));

@@ -174,6 +174,28 @@ proptest! {
     }
 }
 
+/// A quoted environment value with a backslash after a multi-byte character is refused or
+/// taken, never a panic. Regression: figment 0.10.19's value parser sliced such a string at a
+/// char count instead of a byte offset and panicked (found by the property above, 2026-12-02).
+#[test]
+fn a_quoted_env_value_with_a_backslash_after_a_multibyte_char_is_not_a_panic() {
+    for value in [
+        "\"\u{468}\u{1f574}\u{b8}.\\ x\"",
+        "\"\u{e9}\\n\"",
+        "\"\u{e9}\\\"",
+    ] {
+        let env = vec![("MEMWARDEN_LOG__LEVEL".to_string(), value.to_string())];
+        match Settings::from_parts("", None, &env, &Overrides::default()) {
+            Ok(settings) => assert!(!settings.log.level.is_empty()),
+            Err(e) => assert!(e.to_string().contains("log.level"), "{e}"),
+        }
+    }
+    // Scalars are still read as the TOML they spell.
+    let env = vec![("MEMWARDEN_QUEUE__CLAIM_BATCH".to_string(), "7".to_string())];
+    let settings = Settings::from_parts("", None, &env, &Overrides::default()).unwrap();
+    assert_eq!(settings.queue.claim_batch.get(), 7);
+}
+
 /// An override whose name has an empty part (`MEMWARDEN___=0`, `MEMWARDEN_QUEUE__=1`) is
 /// rejected, and the error names the variable (or a non-empty key), so the operator can find
 /// it. Regression: it once said "invalid value for ``: unknown field ``".
