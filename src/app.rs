@@ -3,6 +3,7 @@
 //! whole by `startup`: its pools connect lazily, so the control port can answer while the
 //! daemon is still STARTING, and `database_ready` says when the database may be used.
 
+use memwarden_jobs::vector::backend::Prepared;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,6 +38,8 @@ struct Inner {
     database_ready: AtomicBool,
     /// The last probe of the database answered: readiness depends on it.
     database_reachable: AtomicBool,
+    /// The vector backend STARTING settled on.
+    vector: std::sync::OnceLock<Prepared>,
     commands: mpsc::UnboundedSender<Command>,
 }
 
@@ -78,6 +81,7 @@ impl App {
                 active_file: Mutex::new(active_file),
                 database_ready: AtomicBool::new(false),
                 database_reachable: AtomicBool::new(false),
+                vector: std::sync::OnceLock::new(),
                 commands: parts.commands,
             }),
         }
@@ -140,6 +144,15 @@ impl App {
 
     pub(crate) fn set_database_ready(&self) {
         self.inner.database_ready.store(true, Ordering::Release);
+    }
+
+    /// The vector backend, once STARTING has settled it.
+    pub fn vector(&self) -> Option<&Prepared> {
+        self.inner.vector.get()
+    }
+
+    pub(crate) fn set_vector(&self, prepared: Prepared) {
+        let _ = self.inner.vector.set(prepared);
     }
 
     /// Whether the last database probe succeeded; readiness depends on it.

@@ -69,6 +69,7 @@ pub(crate) async fn run(
             .await
             .context("running migrations")?;
     }
+    app.set_vector(crate::vector_backend::prepare(app.pool(), &settings).await?);
     if settings.testing.probe_kinds {
         crate::queue::probe::create_effects_table(app.pool())
             .await

@@ -68,10 +68,16 @@ pub fn session_options(options: PgConnectOptions, schema: &Schema) -> PgConnectO
 /// they keep cached plans. The exceptions are chosen per statement in the jobs crate: a
 /// statement whose best plan depends on a table that grows under a run, or on how selective
 /// its parameters are, is sent unnamed (`persistent(false)`) and planned for each call.
-pub fn work_session_options(options: PgConnectOptions, schema: &Schema) -> PgConnectOptions {
-    in_schema(options, schema)
+///
+/// The vector index's searches need pgvector's iterative scans
+/// (`memwarden_jobs::vector::SESSION_SETTINGS`) and `vector.ef_search`.
+pub fn work_session_options(options: PgConnectOptions, settings: &Settings) -> PgConnectOptions {
+    let ef_search = settings.vector.ef_search.to_string();
+    in_schema(options, &settings.database.schema)
         .application_name("memwarden-work")
         .options([("synchronous_commit", "off")])
+        .options(memwarden_jobs::vector::SESSION_SETTINGS)
+        .options([("hnsw.ef_search", ef_search.as_str())])
 }
 
 /// The queue's pool (see [`session_options`]), connected on first use: STARTING waits for
@@ -90,7 +96,7 @@ pub async fn connect(settings: &Settings, url: &str) -> Result<PgPool, sqlx::Err
 
 /// The handlers' pool (see [`work_session_options`]), connected on first use.
 pub fn work_pool(settings: &Settings, url: &str) -> Result<PgPool, sqlx::Error> {
-    let options = work_session_options(url.parse()?, &settings.database.schema);
+    let options = work_session_options(url.parse()?, settings);
     Ok(pool_options(settings).connect_lazy_with(options))
 }
 

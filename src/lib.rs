@@ -22,6 +22,7 @@ pub mod startup;
 pub mod supervisor;
 pub mod systemd;
 pub mod telemetry;
+pub mod vector_backend;
 
 #[cfg(test)]
 mod test_support;

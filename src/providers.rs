@@ -11,9 +11,6 @@ use memwarden_jobs::{
 
 use crate::config::{EmbeddingProvider, ExtractionProvider, Settings};
 
-/// The `hash` embedder's size when `embedding.dimensions` is not set.
-pub const HASH_DIMS: usize = 384;
-
 pub fn embedder(settings: &Settings) -> anyhow::Result<Arc<dyn Embedder>> {
     let e = &settings.embedding;
     Ok(match e.provider {
@@ -29,7 +26,7 @@ pub fn embedder(settings: &Settings) -> anyhow::Result<Arc<dyn Embedder>> {
             ..OpenAiEmbeddingConfig::default()
         })?),
         EmbeddingProvider::Hash => Arc::new(HashEmbedder::new(
-            e.dimensions.map_or(HASH_DIMS, |d| d.get() as usize),
+            e.expected_dims().unwrap_or(HashEmbedder::DEFAULT_DIMS),
         )),
     })
 }

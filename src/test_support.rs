@@ -22,6 +22,7 @@ pub async fn migrate_schema(pool: &sqlx::PgPool) {
     crate::db::migrate(pool, &crate::config::Schema::default())
         .await
         .expect("migrating");
+    pg::settle_vector_backend(pool).await;
     crate::queue::probe::create_effects_table(pool)
         .await
         .expect("creating the probe effects table");

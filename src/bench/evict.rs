@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use memwarden::config::Schema;
+use memwarden::config::{Schema, Settings};
 use memwarden_jobs::eviction::EvictionSettings;
 use sqlx::PgPool;
 
@@ -123,7 +123,10 @@ async fn run(url: String, n: i64, settings: EvictionSettings, window: Duration) 
     // stands for the application and commits synchronously.
     let work = sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
-        .connect_with(memwarden::db::work_session_options(url.parse()?, &schema))
+        .connect_with(memwarden::db::work_session_options(
+            url.parse()?,
+            &Settings::default(),
+        ))
         .await?;
     let retention = RetentionPeriod::parse(Some("P30D"))?;
     let mut spans = Vec::new();

@@ -30,7 +30,9 @@ pub async fn migrate(cli: &Cli, args: &DbArgs) -> Result<ExitCode> {
     memwarden::db::migrate(&pool, &settings.database.schema)
         .await
         .context("running migrations")?;
+    let vector = memwarden::vector_backend::settle(&pool, &settings).await?;
     println!("migrations applied");
+    println!("vectors: {} ({})", vector.backend, vector.reason);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -107,6 +107,34 @@ pub fn status(v: &Value) -> String {
             d.get("requested_at").map(cell).unwrap_or_default()
         ));
     }
+    if let Some(vector) = v["vector"].as_object() {
+        let indexes: Vec<String> = vector
+            .get("indexes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|i| match i["indexed_as"].as_str() {
+                Some(t) => format!("{} dims ({t})", cell(&i["dims"])),
+                None => format!("{} dims (no index: exact)", cell(&i["dims"])),
+            })
+            .collect();
+        let version = match vector.get("pgvector_version").and_then(Value::as_str) {
+            Some(v) if vector.get("backend").and_then(Value::as_str) == Some("pgvector") => {
+                format!(" {v}")
+            }
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "vectors: {}{version} ({}){}\n",
+            vector.get("backend").map(cell).unwrap_or_default(),
+            vector.get("reason").map(cell).unwrap_or_default(),
+            if indexes.is_empty() {
+                String::new()
+            } else {
+                format!("; HNSW: {}", indexes.join(", "))
+            }
+        ));
+    }
     let mut t = Table::new(&[
         ("queue", Align::Left),
         ("available", Align::Right),

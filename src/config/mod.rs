@@ -30,7 +30,7 @@ pub use server::{
 };
 pub use work::{
     BlobSettings, EmbeddingProvider, EmbeddingSettings, EnrichmentConfig, EvictionConfig,
-    ExtractionProvider, ExtractionSettings,
+    ExtractionProvider, ExtractionSettings, VectorSettings,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +74,7 @@ pub struct Settings {
     pub blobs: BlobSettings,
     pub eviction: EvictionConfig,
     pub embedding: EmbeddingSettings,
+    pub vector: VectorSettings,
     pub extraction: ExtractionSettings,
     pub enrichment: EnrichmentConfig,
     pub testing: TestingSettings,

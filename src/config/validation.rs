@@ -4,6 +4,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use memwarden_jobs::vector::backend::{IndexedAs, HNSW_MAX_HALFVEC_DIMS};
+use memwarden_jobs::vector::BackendChoice;
+
 use super::schedules::DEFAULT_NAMES;
 use super::{ConfigError, Settings};
 
@@ -134,6 +137,19 @@ impl Settings {
     }
 
     fn validate_work(&self) -> Check {
+        if let Some(dims) = self.embedding.expected_dims() {
+            require(
+                self.vector.backend != BackendChoice::Pgvector
+                    || IndexedAs::for_dims(dims).is_some(),
+                "vector.backend",
+                format!(
+                    "is \"pgvector\", but the embedder makes {dims} dimensions, above the \
+                     {HNSW_MAX_HALFVEC_DIMS} pgvector's HNSW indexes (as halfvec): lower \
+                     embedding.dimensions (text-embedding-3-large takes 3072), or set \
+                     vector.backend = \"array\" or \"auto\""
+                ),
+            )?;
+        }
         require(
             (0.0..=1.0).contains(&self.enrichment.similarity_threshold),
             "enrichment.similarity_threshold",

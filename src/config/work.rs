@@ -4,7 +4,10 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use memwarden_jobs::embedding::native_dims;
 use memwarden_jobs::eviction::{ResourceType, RetentionPeriod};
+use memwarden_jobs::vector::BackendChoice;
+use memwarden_jobs::HashEmbedder;
 use serde::{Deserialize, Serialize};
 use serde_with::{serde_as, DurationMilliSeconds};
 
@@ -55,6 +58,42 @@ impl Default for EmbeddingSettings {
             max_retries: 5,
             requests_per_minute: NonZeroU32::new(3000).expect("non-zero"),
             concurrency: NonZeroU32::new(4).expect("non-zero"),
+        }
+    }
+}
+
+impl EmbeddingSettings {
+    /// The size the embedder produces, when it is known before its first answer: the
+    /// configured `dimensions`, the `hash` embedder's default, or an OpenAI model's own size.
+    pub fn expected_dims(&self) -> Option<usize> {
+        self.dimensions
+            .map(|d| d.get() as usize)
+            .or(match self.provider {
+                EmbeddingProvider::Hash => Some(HashEmbedder::DEFAULT_DIMS),
+                EmbeddingProvider::Openai => native_dims(&self.model),
+            })
+    }
+}
+
+/// Where vectors are kept (`memwarden_jobs::vector::backend`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct VectorSettings {
+    /// `auto` (pgvector when the server has it, else arrays), `pgvector` (or fail at start),
+    /// or `array`.
+    pub backend: BackendChoice,
+    /// `hnsw.ef_search` for searches: candidates an HNSW scan keeps (pgvector's default 40).
+    pub ef_search: NonZeroU32,
+    /// `maintenance_work_mem` for HNSW index builds, in MiB; none: the server's.
+    pub index_build_memory_mb: Option<NonZeroU32>,
+}
+
+impl Default for VectorSettings {
+    fn default() -> Self {
+        Self {
+            backend: BackendChoice::Auto,
+            ef_search: NonZeroU32::new(40).expect("non-zero"),
+            index_build_memory_mb: None,
         }
     }
 }

@@ -10,6 +10,8 @@ use utoipa::ToSchema;
 
 use super::extract::JsonBody;
 use super::problem::{CommonErrors, Problem, ProblemDoc};
+use memwarden_jobs::vector::backend::{IndexedAs, Prepared};
+
 use crate::app::{App, DrainReply};
 use crate::lifecycle::{DrainOrigin, ResumeError, State as Lifecycle};
 use crate::queue::depth::QueueStatus;
@@ -30,6 +32,49 @@ pub struct StatusReply {
     pub version: String,
     /// Empty until the daemon has reached its database.
     pub queues: Vec<QueueStatus>,
+    /// Where the store's vectors are kept; none until the daemon has reached its database.
+    pub vector: Option<VectorView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VectorView {
+    /// `pgvector` (HNSW indexes) or `array` (exact scans in the daemon).
+    pub backend: String,
+    /// Why: what `vector.backend` asked for and what the server has.
+    pub reason: String,
+    pub pgvector_version: Option<String>,
+    /// One HNSW index per stored size (pgvector only).
+    pub indexes: Vec<IndexView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct IndexView {
+    pub dims: usize,
+    /// `vector`, `halfvec` (2,001 to 4,000 dimensions), or none: searched exactly.
+    pub indexed_as: Option<String>,
+    pub name: Option<String>,
+}
+
+impl From<&Prepared> for VectorView {
+    fn from(p: &Prepared) -> Self {
+        VectorView {
+            backend: p.backend.to_string(),
+            reason: p.reason.clone(),
+            pgvector_version: p.pgvector_version.clone(),
+            indexes: p
+                .indexes
+                .iter()
+                .map(|i| IndexView {
+                    dims: i.dims,
+                    indexed_as: i.indexed_as.map(|t| match t {
+                        IndexedAs::Vector => "vector".to_string(),
+                        IndexedAs::Halfvec => "halfvec".to_string(),
+                    }),
+                    name: i.name.clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/v1/status", tag = "lifecycle", responses((status = 200, body = StatusReply), CommonErrors))]
@@ -51,6 +96,7 @@ pub async fn status(State(app): State<App>) -> Result<Json<StatusReply>, Problem
         in_flight: snap.in_flight as u64,
         version: env!("CARGO_PKG_VERSION").into(),
         queues,
+        vector: app.vector().map(VectorView::from),
     }))
 }
 

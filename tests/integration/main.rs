@@ -16,3 +16,4 @@ mod openapi;
 mod queue;
 mod reembed;
 mod schema;
+mod vectors;

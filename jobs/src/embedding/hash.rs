@@ -24,6 +24,9 @@ pub struct HashEmbedder {
 }
 
 impl HashEmbedder {
+    /// The size when none is configured.
+    pub const DEFAULT_DIMS: usize = 384;
+
     /// An embedder of `dims` dimensions (at least 1).
     pub fn new(dims: usize) -> Self {
         HashEmbedder { dims: dims.max(1) }

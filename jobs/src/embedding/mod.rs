@@ -14,7 +14,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use hash::HashEmbedder;
-pub use openai::{estimate_tokens, plan_batches, OpenAiEmbedder, OpenAiEmbeddingConfig};
+pub use openai::{
+    estimate_tokens, native_dims, plan_batches, OpenAiEmbedder, OpenAiEmbeddingConfig,
+};
 
 /// Turns texts into vectors.
 #[async_trait]

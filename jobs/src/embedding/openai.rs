@@ -302,7 +302,7 @@ pub fn estimate_tokens(text: &str) -> usize {
 }
 
 /// Native vector sizes of OpenAI's models, so a wrong size is caught from the first answer.
-fn native_dims(model: &str) -> Option<usize> {
+pub fn native_dims(model: &str) -> Option<usize> {
     match model {
         "text-embedding-3-small" | "text-embedding-ada-002" => Some(1536),
         "text-embedding-3-large" => Some(3072),

@@ -2,26 +2,35 @@
 //! one owner's live memories.
 //!
 //! [`VectorIndex`] keeps the rest of the domain independent of where vectors live, so that an
-//! external index (Qdrant, pgvector) can be added later. [`PgVectorIndex`] is the built-in one:
-//! `memory_embeddings` with `real[]` vectors, and cosine computed here over the owner's
-//! embeddings, fetched in one query (an owner has hundreds or thousands of memories, not
-//! millions, so an exact scan beats maintaining an ANN structure).
+//! external index (Qdrant) can be added later. [`PgVectorIndex`] is the built-in one, over
+//! `memory_embeddings`, in one of two backends ([`backend`]): pgvector's `vector` with HNSW
+//! indexes, searched in the database ([`hnsw`]), or `real[]`, searched by an exact cosine
+//! scan of the owner's embeddings computed here, fetched in one query.
 //!
-//! Sending a `real[]` costs PostgreSQL a function call per element (about 25 µs per 384-d
-//! vector), which made reading an owner's vectors the largest cost of an enrichment. So
+//! For the array backend, sending a `real[]` costs PostgreSQL a function call per element
+//! (about 25 µs per 384-d vector), which made reading an owner's vectors the largest cost of
+//! an enrichment. So
 //! [`PgVectorIndex::with_cache`] keeps recently read or written vectors in memory: a search
 //! still lists the owner's live embeddings (ids and `embedded_at` only), and reads just the
 //! vectors it does not hold at that `embedded_at`. A cached vector is never used once its
 //! row has been rewritten, on this replica or another.
 
+pub mod backend;
 mod cache;
+mod hnsw;
 mod pg;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+pub use backend::{Backend, BackendChoice};
 pub use pg::{PgVectorIndex, DEFAULT_CACHE_BYTES};
+
+/// Session settings the vector index's searches rely on, for every pool that runs them: an
+/// HNSW scan filtered to one owner goes on past `hnsw.ef_search` candidates until it has
+/// enough (pgvector 0.8; without pgvector the setting is an unused placeholder).
+pub const SESSION_SETTINGS: [(&str, &str); 1] = [("hnsw.iterative_scan", "relaxed_order")];
 
 /// An embedding to store: the vector, and what it was computed from and with.
 #[derive(Debug, Clone, PartialEq)]

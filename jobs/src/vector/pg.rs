@@ -1,8 +1,9 @@
-//! The built-in index over `memory_embeddings`: its SQL, and how it reads through its cache
-//! (why it has one is in the parent module's docs). Apart from the interface, which the rest
-//! of the domain uses without knowing where vectors live.
+//! The built-in index over `memory_embeddings`: its SQL, which backend it searches with, and
+//! how the array backend reads through its cache (why it has one is in the parent module's
+//! docs). Apart from the interface, which the rest of the domain uses without knowing where
+//! vectors live.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -10,17 +11,24 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::backend::{self, Backend, IndexBuild};
 use super::cache::VectorCache;
 use super::{
-    top_k, EmbeddingRecord, IndexError, Neighbour, NeighbourQuery, StoredEmbedding, VectorIndex,
+    hnsw, top_k, EmbeddingRecord, IndexError, Neighbour, NeighbourQuery, StoredEmbedding,
+    VectorIndex,
 };
 use crate::embedding::cosine;
 
-/// The built-in index over `memory_embeddings`. Clones share the pool and the cache.
+/// The built-in index over `memory_embeddings`. Clones share the pool, the cache and what
+/// they learned of the backend.
 #[derive(Debug, Clone)]
 pub struct PgVectorIndex {
     pool: PgPool,
     cache: Option<Arc<Mutex<VectorCache>>>,
+    /// Read from the column's type on first use (see `backend`).
+    backend: Arc<tokio::sync::OnceCell<Backend>>,
+    /// Sizes whose HNSW index is known to exist, or is being built.
+    indexed: Arc<Mutex<HashSet<usize>>>,
 }
 
 /// The default vector cache: 32 MiB, about 21,000 vectors of 384 dimensions.
@@ -45,16 +53,60 @@ const OWNER_EMBEDDINGS: &str = "FROM memories m \
 impl PgVectorIndex {
     /// An index that reads every searched vector from the database.
     pub fn new(pool: PgPool) -> Self {
-        PgVectorIndex { pool, cache: None }
+        PgVectorIndex {
+            pool,
+            cache: None,
+            backend: Arc::default(),
+            indexed: Arc::default(),
+        }
     }
 
     /// An index that keeps up to `capacity_bytes` of vectors in memory (see the module
     /// documentation); build one per process and share it.
     pub fn with_cache(pool: PgPool, capacity_bytes: usize) -> Self {
         PgVectorIndex {
-            pool,
             cache: Some(Arc::new(Mutex::new(VectorCache::new(capacity_bytes)))),
+            ..PgVectorIndex::new(pool)
         }
+    }
+
+    /// How the stored vectors are kept, read once from the column's type.
+    pub async fn backend(&self) -> Result<Backend, IndexError> {
+        self.backend
+            .get_or_try_init(|| backend::current(&self.pool))
+            .await
+            .copied()
+            .map_err(db("reading the vector backend"))
+    }
+
+    /// After vectors of a size this process has not written before: starts building that
+    /// size's HNSW index if it has none (a model changed size). Searches of the size are exact
+    /// until it is built.
+    async fn index_new_sizes(&self, records: &[EmbeddingRecord]) -> Result<(), IndexError> {
+        let new: Vec<usize> = {
+            let mut indexed = self.indexed.lock().unwrap_or_else(|e| e.into_inner());
+            let sizes: HashSet<usize> = records.iter().map(EmbeddingRecord::dims).collect();
+            sizes.into_iter().filter(|d| indexed.insert(*d)).collect()
+        };
+        for dims in new {
+            let exists: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = to_regclass($1) AND indisvalid)",
+            )
+            .bind(backend::index_name(dims))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("reading an HNSW index"))?;
+            if !exists && backend::IndexedAs::for_dims(dims).is_some() {
+                let pool = self.pool.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = backend::ensure_index(&pool, dims, &IndexBuild::default()).await
+                    {
+                        tracing::warn!(dims, error = %e, "building an HNSW index failed; the next start builds it");
+                    }
+                });
+            }
+        }
+        Ok(())
     }
 
     fn cache(&self) -> Option<std::sync::MutexGuard<'_, VectorCache>> {
@@ -93,7 +145,7 @@ impl PgVectorIndex {
         q: &NeighbourQuery<'_>,
     ) -> Result<Vec<(Uuid, Arc<[f32]>)>, IndexError> {
         let rows: Vec<(Uuid, Vec<f32>)> = self
-            .owner_rows(q, "e.embedding", "reading the owner's embeddings")
+            .owner_rows(q, "e.embedding::real[]", "reading the owner's embeddings")
             .await?;
         Ok(rows.into_iter().map(|(id, v)| (id, v.into())).collect())
     }
@@ -121,7 +173,7 @@ impl PgVectorIndex {
             // Read again with model and size: a row rewritten since the listing is taken as
             // it is now (or dropped, if it no longer matches).
             let rows: Vec<(Uuid, Vec<f32>, DateTime<Utc>)> = sqlx::query_as(
-                "SELECT memory_id, embedding, embedded_at FROM memory_embeddings \
+                "SELECT memory_id, embedding::real[], embedded_at FROM memory_embeddings \
                  WHERE memory_id = ANY($1) AND model = $2 AND dims = $3",
             )
             .bind(&missing)
@@ -189,6 +241,9 @@ impl VectorIndex for PgVectorIndex {
         .fetch_all(&self.pool)
         .await
         .map_err(db("upserting embeddings"))?;
+        if self.backend().await? == Backend::Pgvector {
+            self.index_new_sizes(records).await?;
+        }
         if let Some(mut cache) = self.cache() {
             // What was just written is what the next searches of this owner will want.
             let vectors: HashMap<Uuid, &EmbeddingRecord> =
@@ -204,7 +259,7 @@ impl VectorIndex for PgVectorIndex {
 
     async fn get(&self, memory_id: Uuid) -> Result<Option<StoredEmbedding>, IndexError> {
         let row: Option<(String, i32, String, Vec<f32>, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT model, dims, content_hash, embedding, embedded_at \
+            "SELECT model, dims, content_hash, embedding::real[], embedded_at \
              FROM memory_embeddings WHERE memory_id = $1",
         )
         .bind(memory_id)
@@ -226,6 +281,11 @@ impl VectorIndex for PgVectorIndex {
     async fn nearest(&self, query: &NeighbourQuery<'_>) -> Result<Vec<Neighbour>, IndexError> {
         if query.k == 0 || query.vector.is_empty() {
             return Ok(Vec::new());
+        }
+        if self.backend().await? == Backend::Pgvector {
+            return hnsw::nearest(&self.pool, query)
+                .await
+                .map_err(db("searching the HNSW index"));
         }
         let candidates = if self.cache.is_some() {
             self.owner_vectors_cached(query).await?

@@ -30,4 +30,5 @@ pub async fn migrate_schema(pool: &sqlx::PgPool) {
         .await
         .expect("creating the schema");
     MIGRATOR.run(pool).await.expect("migrating");
+    pg::settle_vector_backend(pool).await;
 }

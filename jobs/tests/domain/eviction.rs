@@ -73,7 +73,7 @@ async fn retention_boundaries_and_live_rows() {
     .unwrap();
     sqlx::query(
         "INSERT INTO memory_embeddings (memory_id, model, dims, embedding, content_hash) \
-         SELECT id, 'm', 1, '{1}', content_hash FROM memories",
+         SELECT id, 'm', 1, '{1}'::real[], content_hash FROM memories",
     )
     .execute(&pool)
     .await
