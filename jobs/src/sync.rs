@@ -138,8 +138,29 @@ type ScanRow = (
 
 /// Compares every memory with its embedding, against this model and size (0: any size).
 pub async fn scan(pool: &PgPool, model: &str, dims: usize) -> Result<Scan, sqlx::Error> {
+    scan_with(pool, SCAN, model, dims).await
+}
+
+/// [`scan`] with each memory's content hashed in the scan instead of read from the stored
+/// generated column: what finding drift independently of triggers would cost without that
+/// column. Only for the benchmark's comparison (docs/performance.md, "Sync scan").
+pub async fn scan_hashing_content(
+    pool: &PgPool,
+    model: &str,
+    dims: usize,
+) -> Result<Scan, sqlx::Error> {
+    let sql = SCAN.replace("m.content_hash", "content_sha256(m.content)");
+    scan_with(pool, &sql, model, dims).await
+}
+
+async fn scan_with(
+    pool: &PgPool,
+    sql: &str,
+    model: &str,
+    dims: usize,
+) -> Result<Scan, sqlx::Error> {
     let started = Instant::now();
-    let row: ScanRow = sqlx::query_as(SCAN)
+    let row: ScanRow = sqlx::query_as(sql)
         .bind(model)
         .bind(dims as i32)
         .fetch_one(pool)

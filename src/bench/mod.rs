@@ -6,6 +6,7 @@ mod enrich;
 mod evict;
 mod queue;
 mod reembed;
+mod store;
 mod support;
 mod sync;
 
@@ -13,4 +14,5 @@ pub use enrich::enrich;
 pub use evict::evict;
 pub use queue::queue;
 pub use reembed::reembed;
+pub use store::{store, StoreBench};
 pub use sync::sync;

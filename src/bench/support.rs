@@ -59,9 +59,17 @@ pub async fn migrated_pool(url: &str) -> Result<PgPool> {
     Ok(pool)
 }
 
-/// The settings a bench starts from: the defaults, then `MEMWARDEN_*` from the environment
-/// (so a setting can be tried without a rebuild), on `url`, the control port on a free port.
+/// The settings a bench starts from: the defaults with no default schedule (a catch-up or an
+/// hourly sync firing mid-run would work beside the measurement, as it did in a 1M reembed),
+/// then `defaults`, then `MEMWARDEN_*` from the environment (so a setting can be tried without
+/// a rebuild), on `url`, the control port on a free port.
 pub fn bench_settings(defaults: &str, url: &str) -> Result<Settings> {
+    let mut toml: String = memwarden::config::DEFAULT_NAMES
+        .iter()
+        .map(|name| format!("[[schedules]]\nname = \"{name}\"\nenabled = false\n"))
+        .collect();
+    toml.push_str(defaults);
+    let defaults = toml.as_str();
     let env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k.starts_with("MEMWARDEN_"))
         .collect();
@@ -75,30 +83,51 @@ pub fn bench_settings(defaults: &str, url: &str) -> Result<Settings> {
 
 /// Starts the real daemon (the same startup as `memwarden run`) and waits until it is READY.
 pub async fn start_daemon(settings: Settings, kinds: Kinds) -> Result<Running> {
+    start_daemon_within(settings, kinds, Duration::from_secs(60)).await
+}
+
+/// [`start_daemon`] for a start that does real work first (converting a large store to
+/// pgvector and building its HNSW index), allowed `limit`.
+pub async fn start_daemon_within(
+    settings: Settings,
+    kinds: Kinds,
+    limit: Duration,
+) -> Result<Running> {
     let build = Build {
         kinds,
         ..Build::default()
     };
     let running = Application::build(settings, build).await?.spawn()?;
-    running.ready(Duration::from_secs(60)).await?;
+    running.ready(limit).await?;
     Ok(running)
 }
 
 /// `n` memories over 100 owners, inserted without their enrichment jobs (the bench measures
 /// only the kind under test).
 pub async fn insert_memories(pool: &PgPool, n: i64) -> Result<()> {
+    insert_without_jobs(
+        pool,
+        sqlx::query(
+            "INSERT INTO memories (owner_id, memory_type, content) \
+             SELECT 'owner-' || (g % 100), 'Context', \
+                    'Memory ' || g || ': the team discussed postgres queues, rust services and deploys; topic ' || (g % 37) \
+             FROM generate_series(1, $1) g",
+        )
+        .bind(n),
+    )
+    .await
+}
+
+/// Runs `insert` into memories with the enrichment trigger off (the bench, not the trigger,
+/// decides which jobs exist), then analyzes the table so the plans see its size.
+pub async fn insert_without_jobs(
+    pool: &PgPool,
+    insert: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+) -> Result<()> {
     sqlx::query("ALTER TABLE memories DISABLE TRIGGER memories_enqueue_enrichment_insert")
         .execute(pool)
         .await?;
-    sqlx::query(
-        "INSERT INTO memories (owner_id, memory_type, content) \
-         SELECT 'owner-' || (g % 100), 'Context', \
-                'Memory ' || g || ': the team discussed postgres queues, rust services and deploys; topic ' || (g % 37) \
-         FROM generate_series(1, $1) g",
-    )
-    .bind(n)
-    .execute(pool)
-    .await?;
+    insert.execute(pool).await?;
     sqlx::query("ALTER TABLE memories ENABLE TRIGGER memories_enqueue_enrichment_insert")
         .execute(pool)
         .await?;

@@ -32,6 +32,29 @@ pub enum BenchCommand {
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
+    /// The memory store at each size, on arrays and on pgvector side by side: enrichment
+    /// rate, the neighbour query's p50/p99 for an owner of a tenth of the store and for small
+    /// owners, the sync scan with and without the content hashed in it.
+    Store {
+        /// Store sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [10_000i64, 100_000, 1_000_000])]
+        sizes: Vec<i64>,
+        /// New memories of the large owner enriched on each backend.
+        #[arg(long, default_value_t = 1000)]
+        enrich: i64,
+        /// Seconds enrichment may take on each backend before it is cut short.
+        #[arg(long, default_value_t = 60)]
+        enrich_seconds: u64,
+        #[arg(long, default_value_t = 500)]
+        queries: usize,
+        /// Seconds the neighbour queries may take on each backend.
+        #[arg(long, default_value_t = 30)]
+        query_seconds: u64,
+        #[arg(long, default_value_t = 8)]
+        concurrency: u32,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
     /// Sync of N memories: a dry-run scan of drift (DRIFT missing, stale and orphaned), then
     /// the repair.
     Sync {
@@ -114,6 +137,31 @@ pub async fn run(cli: &Cli, cmd: &BenchCommand) -> Result<ExitCode> {
             batch_size,
             database_url,
         } => crate::bench::reembed(database_url, *memories, *batch_size).await?,
+        BenchCommand::Store {
+            sizes,
+            enrich,
+            enrich_seconds,
+            queries,
+            query_seconds,
+            concurrency,
+            database_url,
+        } => {
+            if sizes.iter().any(|s| *s < 100) {
+                anyhow::bail!("--sizes: each size must be at least 100 memories");
+            }
+            if *enrich < 1 || *queries < 1 || *concurrency < 1 {
+                anyhow::bail!("--enrich, --queries and --concurrency must be at least 1");
+            }
+            let bench = crate::bench::StoreBench {
+                sizes: sizes.clone(),
+                enrich: *enrich,
+                enrich_limit: Duration::from_secs(*enrich_seconds),
+                queries: *queries,
+                query_limit: Duration::from_secs(*query_seconds),
+                concurrency: *concurrency,
+            };
+            crate::bench::store(database_url, bench).await?
+        }
         BenchCommand::Sync {
             memories,
             drift,

@@ -54,9 +54,15 @@ impl Selection {
             .fetch_all(pool)
             .await;
         }
+        // The cursor bounds the embeddings too, not only the memories: without it the merge
+        // join read memory_embeddings from its first row for every page, so a walk cost grew
+        // with the square of the store (1.4 s a page at 800k of 1M memories, 14 ms with it).
+        // Planned for each page (unnamed), so that `$4 IS NULL` folds and the bound is an
+        // index condition.
         sqlx::query_as(&format!(
             "SELECT m.id, m.content, m.content_hash FROM memories m \
              LEFT JOIN memory_embeddings e ON e.memory_id = m.id \
+                  AND ($4::uuid IS NULL OR e.memory_id > $4) \
              WHERE {NEEDS_EMBEDDING} AND ($4::uuid IS NULL OR m.id > $4) \
              ORDER BY m.id LIMIT $5"
         ))
@@ -65,6 +71,7 @@ impl Selection {
         .bind(self.dims as i32)
         .bind(cursor)
         .bind(limit)
+        .persistent(false)
         .fetch_all(pool)
         .await
     }
