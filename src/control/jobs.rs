@@ -68,6 +68,10 @@ pub fn enqueue_problem(e: EnqueueError) -> Problem {
         EnqueueError::QueueName => {
             Problem::bad_request("invalid_field", format!("field `queue`: {e}"))
         }
+        EnqueueError::RunAt => Problem::bad_request(
+            "invalid_field",
+            "field `run_at`: must fall in the years 1 to 9999",
+        ),
         EnqueueError::Database(e) => Problem::database("enqueue failed", e),
     }
 }

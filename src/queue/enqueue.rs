@@ -1,7 +1,7 @@
 //! Enqueue: one job or many in one statement, with unique keys that return the existing job,
 //! and a NOTIFY in the same transaction so a claimer starts it at once.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::Serialize;
 use sqlx::{PgExecutor, Row};
 use uuid::Uuid;
@@ -54,6 +54,8 @@ pub enum EnqueueError {
     BadArgs { kind: String, reason: String },
     #[error("`max_attempts` must be at least 1")]
     MaxAttempts,
+    #[error("`run_at` must fall in the years 1 to 9999")]
+    RunAt,
     #[error("`queue` must be 1 to 100 characters of letters, digits, '-', '_' or '.'")]
     QueueName,
     #[error(transparent)]
@@ -100,6 +102,11 @@ impl Queue {
                 }
                 if matches!(j.max_attempts, Some(m) if m < 1) {
                     return Err(EnqueueError::MaxAttempts);
+                }
+                // PostgreSQL's timestamps end at 4713 BC and 294276 AD; refused here, a time
+                // past them would fail the insert as a database error.
+                if matches!(j.run_at, Some(t) if !(1..=9999).contains(&t.year())) {
+                    return Err(EnqueueError::RunAt);
                 }
                 let queue = j
                     .queue

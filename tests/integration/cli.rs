@@ -44,6 +44,16 @@ async fn args_a_kind_refuses_are_refused_at_enqueue_and_nothing_is_written() {
         )
         .await;
     assert_eq!(r.status(), 400, "a wrong type is refused too");
+    // Found by the fuzz on 2026-12-02: a year PostgreSQL cannot store was a 500.
+    let r = d
+        .post(
+            "/v1/jobs",
+            json!({"kind": "probe", "run_at": "-4713-01-01T00:00:00-00:00"}),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["detail"].as_str().unwrap().contains("run_at"), "{v}");
 
     let out = cli(&d, &["enqueue", "job-purge", "--args", r#"{"bogus": 1}"#]);
     assert!(!out.status.success());
