@@ -4,7 +4,6 @@
 
 use anyhow::Context;
 use memwarden_jobs::vector::backend::{self, IndexBuild, Prepared};
-use memwarden_jobs::vector::{Backend, BackendChoice};
 use sqlx::PgPool;
 
 use crate::config::Settings;
@@ -16,11 +15,7 @@ pub async fn prepare(pool: &PgPool, settings: &Settings) -> anyhow::Result<Prepa
         settle(pool, settings).await?
     } else {
         let found = backend::describe(pool).await?;
-        let wanted = match settings.vector.backend {
-            BackendChoice::Pgvector => Some(Backend::Pgvector),
-            BackendChoice::Array => Some(Backend::Array),
-            BackendChoice::Auto => None,
-        };
+        let wanted = settings.vector.backend.required();
         if let Some(wanted) = wanted.filter(|w| *w != found.backend) {
             anyhow::bail!(
                 "vector.backend = \"{wanted}\", but the store keeps its vectors as {} ({}); with \

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::extract::JsonBody;
 use super::problem::{CommonErrors, Problem, ProblemDoc};
-use memwarden_jobs::vector::backend::{IndexedAs, Prepared};
+use memwarden_jobs::vector::backend::Prepared;
 
 use crate::app::{App, DrainReply};
 use crate::lifecycle::{DrainOrigin, ResumeError, State as Lifecycle};
@@ -66,10 +66,7 @@ impl From<&Prepared> for VectorView {
                 .iter()
                 .map(|i| IndexView {
                     dims: i.dims,
-                    indexed_as: i.indexed_as.map(|t| match t {
-                        IndexedAs::Vector => "vector".to_string(),
-                        IndexedAs::Halfvec => "halfvec".to_string(),
-                    }),
+                    indexed_as: i.indexed_as.map(|t| t.name().to_string()),
                     name: i.name.clone(),
                 })
                 .collect(),

@@ -28,12 +28,17 @@ impl IndexedAs {
         }
     }
 
+    /// pgvector's name of the type.
+    pub fn name(self) -> &'static str {
+        match self {
+            IndexedAs::Vector => "vector",
+            IndexedAs::Halfvec => "halfvec",
+        }
+    }
+
     /// The expression the index is on, and the search orders by (they must match).
     pub(crate) fn cast(self, dims: usize) -> String {
-        match self {
-            IndexedAs::Vector => format!("vector({dims})"),
-            IndexedAs::Halfvec => format!("halfvec({dims})"),
-        }
+        format!("{}({dims})", self.name())
     }
 
     fn opclass(self) -> &'static str {

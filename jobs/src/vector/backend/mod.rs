@@ -35,6 +35,17 @@ pub enum BackendChoice {
     Array,
 }
 
+impl BackendChoice {
+    /// The backend this choice insists on; none for `auto`, which takes what the server has.
+    pub fn required(self) -> Option<Backend> {
+        match self {
+            BackendChoice::Auto => None,
+            BackendChoice::Pgvector => Some(Backend::Pgvector),
+            BackendChoice::Array => Some(Backend::Array),
+        }
+    }
+}
+
 /// How vectors are kept and searched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
