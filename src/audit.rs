@@ -72,7 +72,8 @@ pub async fn record(pool: Option<&PgPool>, r: AuditRecord) {
         method = %r.method,
         path = %r.path,
         status = r.status,
-        client_ip = r.client_ip.as_deref().unwrap_or(""),
+        // Memory Service's name for the field, which its operators' log queries use.
+        clientIP = r.client_ip.as_deref().unwrap_or(""),
         justification = r.justification.as_deref().unwrap_or(""),
         "Admin audit"
     );

@@ -9,6 +9,20 @@ use figment::Figment;
 
 use super::{ConfigError, Overrides, Settings};
 
+/// The variables the seed systems' operators already set, read as the settings they mean.
+/// They are applied before memwarden's own variables, so `MEMWARDEN_*` wins when both are set.
+const VENDOR_FORMS: &[(&str, &str)] = &[
+    ("DATABASE_URL", "database.url"),
+    // AutoMem (automem/config.py): the API token and the admin token.
+    ("AUTOMEM_API_TOKEN", "auth.api_token"),
+    ("ADMIN_API_TOKEN", "auth.admin_token"),
+    // Memory Service's `--admin-require-justification` as its environment spells it.
+    (
+        "MEMORY_SERVICE_ADMIN_REQUIRE_JUSTIFICATION",
+        "admin.require_justification",
+    ),
+];
+
 /// Environment variable short forms that operators script against (operations.md).
 const SHORT_FORMS: &[(&str, &str)] = &[
     ("MEMWARDEN_API_TOKEN", "auth.api_token"),
@@ -19,12 +33,24 @@ const SHORT_FORMS: &[(&str, &str)] = &[
     ),
 ];
 
-/// The settings key an environment variable sets, if it sets one. `MEMWARDEN_CONFIG` and
-/// other names without `__` are not settings.
-fn key_of(name: &str) -> Result<Option<String>, ConfigError> {
-    if name == "DATABASE_URL" {
-        return Ok(Some("database.url".into()));
+/// Whether a variable is one of the seed systems' (applied first) or memwarden's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Origin {
+    Vendor,
+    Memwarden,
+}
+
+/// The settings key an environment variable sets, if it sets one, and whose name it is.
+fn key_of(name: &str) -> Result<Option<(Origin, String)>, ConfigError> {
+    if let Some((_, key)) = VENDOR_FORMS.iter().find(|(n, _)| *n == name) {
+        return Ok(Some((Origin::Vendor, key.to_string())));
     }
+    Ok(memwarden_key_of(name)?.map(|key| (Origin::Memwarden, key)))
+}
+
+/// The key of one of memwarden's own variables. `MEMWARDEN_CONFIG` and other names without
+/// `__` are not settings.
+fn memwarden_key_of(name: &str) -> Result<Option<String>, ConfigError> {
     if let Some((_, key)) = SHORT_FORMS.iter().find(|(n, _)| *n == name) {
         return Ok(Some(key.to_string()));
     }
@@ -90,14 +116,14 @@ pub(super) fn merge(
             message: e.to_string(),
         })?;
     let mut figment = Figment::new().merge(Toml::string(text));
-    // DATABASE_URL first, so MEMWARDEN_DATABASE__URL wins over it.
-    let mut vars: Vec<(bool, String, &str)> = Vec::new();
+    // DATABASE_URL and the seed systems' variables first, so memwarden's own win over them.
+    let mut vars: Vec<(Origin, String, &str)> = Vec::new();
     for (name, value) in env {
-        if let Some(key) = key_of(name)? {
-            vars.push((name != "DATABASE_URL", key, value));
+        if let Some((origin, key)) = key_of(name)? {
+            vars.push((origin, key, value));
         }
     }
-    vars.sort_by_key(|(after_database_url, _, _)| *after_database_url);
+    vars.sort_by_key(|(origin, _, _)| *origin);
     for (_, key, value) in vars {
         figment = figment.merge(Serialized::default(&key, env_value(value)));
     }

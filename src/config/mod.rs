@@ -185,6 +185,31 @@ mod tests {
     }
 
     #[test]
+    fn seed_systems_variables_are_read_and_memwarden_own_win() {
+        let s = load(
+            "",
+            &[
+                ("AUTOMEM_API_TOKEN", "automem-api"),
+                ("ADMIN_API_TOKEN", "automem-admin"),
+                ("MEMORY_SERVICE_ADMIN_REQUIRE_JUSTIFICATION", "true"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.auth.api_token.as_deref(), Some("automem-api"));
+        assert_eq!(s.auth.admin_token.as_deref(), Some("automem-admin"));
+        assert!(s.admin.require_justification);
+        let s = load(
+            "",
+            &[
+                ("MEMWARDEN_ADMIN_TOKEN", "own"),
+                ("ADMIN_API_TOKEN", "automem-admin"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.auth.admin_token.as_deref(), Some("own"));
+    }
+
+    #[test]
     fn environment_overrides_file_and_database_url_is_honoured() {
         let s = load(
             "[shutdown]\ngrace_period = 10\n[control]\naddr = \"127.0.0.1:1\"\n",

@@ -184,7 +184,8 @@ async fn required_justification_and_an_audit_entry_for_every_call() {
     let pool = db.pool().await;
     let d = Daemon::builder(&db.url)
         .config(KEYS)
-        .env("MEMWARDEN_ADMIN_REQUIRE_JUSTIFICATION", "true")
+        // Memory Service's own variable, as its operators set it.
+        .env("MEMORY_SERVICE_ADMIN_REQUIRE_JUSTIFICATION", "true")
         .ready()
         .await;
     let c = crate::harness::admin_client();
@@ -259,6 +260,10 @@ async fn required_justification_and_an_audit_entry_for_every_call() {
         "the tracing event"
     );
     assert!(log.contains("\"justification\":\"incident-42\""));
+    assert!(
+        log.contains("\"clientIP\":\"127.0.0.1\""),
+        "the field named as Memory Service names it"
+    );
     let audit_text: Vec<String> =
         sqlx::query_scalar("SELECT row_to_json(a)::text FROM memwarden.audit_log a")
             .fetch_all(&pool)
