@@ -59,10 +59,28 @@ async fn job_row(queue: &Queue, id: Uuid) -> Result<Option<JobRow>, sqlx::Error>
 /// How a followed job is written on the wire.
 #[derive(Clone, Copy, PartialEq)]
 pub enum SseDialect {
-    /// `event: progress` / `event: report` / `event: error`, each with a JSON `data`.
+    /// `event: progress` / `event: report` / `event: error`, each with a JSON `data`; a failed
+    /// attempt that will be retried is `event: retry` with `{error, attempt, run_at}`.
     Native,
-    /// Memory Service: bare `data: {"progress": N}` lines, and `event: error` on failure.
+    /// Memory Service: bare `data: {"progress": N}` lines, and `event: error` with
+    /// `{"error": "..."}` on failure, a failed attempt that will be retried included (the stream
+    /// then goes on following the retry to its end).
     MemoryService,
+}
+
+impl SseDialect {
+    /// The event for an attempt that failed and will be retried.
+    fn retrying(self, row: &JobRow) -> SseEvent {
+        let error = row.last_error.clone().unwrap_or_default();
+        match self {
+            SseDialect::Native => SseEvent::default().event("retry").data(
+                json!({"error": error, "attempt": row.attempt, "run_at": row.run_at}).to_string(),
+            ),
+            SseDialect::MemoryService => SseEvent::default()
+                .event("error")
+                .data(json!({"error": error}).to_string()),
+        }
+    }
 }
 
 /// Follows a job on its row: progress while it changes, then its end.
@@ -70,6 +88,8 @@ pub fn follow(queue: Queue, id: Uuid, dialect: SseDialect) -> impl IntoResponse 
     let stream: std::pin::Pin<Box<dyn Stream<Item = Result<SseEvent, Infallible>> + Send>> =
         Box::pin(async_stream::stream! {
             let mut last = -1i16;
+            // The last attempt whose failure was reported: a retryable row is reported once.
+            let mut failure_reported = 0;
             let mut tick = tokio::time::interval(Duration::from_millis(200));
             loop {
                 tick.tick().await;
@@ -82,6 +102,10 @@ pub fn follow(queue: Queue, id: Uuid, dialect: SseDialect) -> impl IntoResponse 
                     // A passing database error: keep following.
                     Err(_) => continue,
                 };
+                if row.status == Status::Retryable && row.attempt > failure_reported {
+                    failure_reported = row.attempt;
+                    yield Ok(dialect.retrying(&row));
+                }
                 let succeeded = row.status == Status::Succeeded;
                 let progress = if succeeded { 100 } else { row.progress };
                 if progress != last {

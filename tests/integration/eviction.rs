@@ -132,3 +132,111 @@ async fn memory_service_evict_sync_sse_and_bad_input() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["dry_run"], true);
 }
+
+/// Only ISO 8601: `"5 minutes"` once parsed as a friendly duration and evicted a conversation
+/// deleted 10 minutes before. Refused on the HTTP API, the CLI and the config, and nothing goes.
+#[tokio::test]
+async fn friendly_durations_are_refused_everywhere_and_nothing_is_evicted() {
+    let db = TestDb::migrated();
+    let pool = db.pool().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = evict_daemon(&db, dir.path()).await;
+    conversation(&pool, Some("10 minutes"), 2).await;
+    for period in ["5 minutes", "90 days", "3 weeks"] {
+        for path in ["/v1/admin/evict", "/v1/work/evict?wait=true"] {
+            let r = d
+                .post(
+                    path,
+                    json!({"retentionPeriod": period, "justification": "t"}),
+                )
+                .await;
+            assert_eq!(r.status(), 400, "{path} {period}");
+            let v: Value = r.json().await.unwrap();
+            assert!(v["detail"].as_str().unwrap().contains("ISO 8601"), "{v}");
+        }
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_memwarden"))
+        .args(["evict", "--retention", "5 minutes", "--addr", &d.addr])
+        .env("MEMWARDEN_API_TOKEN", crate::harness::API)
+        .env("MEMWARDEN_ADMIN_TOKEN", crate::harness::ADMIN)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ISO 8601"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[eviction]\nretention = \"5 minutes\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_memwarden"))
+        .args(["config", "check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ISO 8601"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM conversations").await, 1);
+}
+
+/// An attempt that fails mid-run is `event: error` with `{"error": ...}` on Memory Service's
+/// stream even though the job is retried; the stream then follows the retry to 100.
+#[tokio::test]
+async fn a_failed_attempt_is_an_sse_error_and_the_stream_follows_the_retry() {
+    let db = TestDb::migrated();
+    let pool = db.pool().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = evict_daemon(&db, dir.path()).await;
+    for _ in 0..4 {
+        conversation(&pool, Some("40 days"), 2).await;
+    }
+    // The first deleting statement fails; a sequence is not rolled back with it.
+    sqlx::raw_sql(
+        "CREATE SEQUENCE public.evict_failures; \
+         CREATE FUNCTION public.fail_first_evict() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF nextval('public.evict_failures') = 1 THEN RAISE EXCEPTION 'simulated disk failure'; END IF; RETURN NULL; END $$; \
+         CREATE TRIGGER fail_first_evict BEFORE DELETE ON memwarden.conversations \
+         FOR EACH STATEMENT EXECUTE FUNCTION public.fail_first_evict();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let body = crate::harness::admin_client()
+        .post(d.url("/v1/admin/evict?async=true"))
+        .json(&json!({"retentionPeriod": "P30D", "justification": "cleanup"}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let error_at = body
+        .find("event: error")
+        .unwrap_or_else(|| panic!("{body}"));
+    let data = body[error_at..]
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap();
+    let v: Value = serde_json::from_str(data).unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("simulated disk failure"),
+        "{v}"
+    );
+    let last: Value = serde_json::from_str(
+        body.lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("data: "))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(last, json!({"progress": 100}), "{body}");
+    assert_eq!(body.matches("event: error").count(), 1, "{body}");
+    assert_eq!(count(&pool, "SELECT count(*) FROM conversations").await, 0);
+}

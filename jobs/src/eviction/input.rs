@@ -52,8 +52,11 @@ impl RetentionPeriod {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .ok_or(EvictionInputError::MissingRetention)?;
-        let span: jiff::Span = text
-            .parse()
+        // ISO 8601 only: jiff's `FromStr` also takes its friendly format ("5 minutes"), and
+        // on an irreversible operation a lenient parse of a typo is a data-loss bug.
+        static ISO_8601: jiff::fmt::temporal::SpanParser = jiff::fmt::temporal::SpanParser::new();
+        let span = ISO_8601
+            .parse_span(text)
             .map_err(|_| EvictionInputError::BadRetention(text.to_string()))?;
         if span.is_negative() {
             return Err(EvictionInputError::NegativeRetention(text.to_string()));
@@ -138,10 +141,22 @@ mod tests {
             RetentionPeriod::parse(Some("  ")),
             Err(EvictionInputError::MissingRetention)
         ));
-        assert!(matches!(
-            RetentionPeriod::parse(Some("ninety days")),
-            Err(EvictionInputError::BadRetention(_))
-        ));
+        for friendly in [
+            "ninety days",
+            "90 days",
+            "3 weeks",
+            "5 minutes",
+            "1h",
+            "90d",
+        ] {
+            assert!(
+                matches!(
+                    RetentionPeriod::parse(Some(friendly)),
+                    Err(EvictionInputError::BadRetention(_))
+                ),
+                "{friendly} is not ISO 8601"
+            );
+        }
         assert!(matches!(
             RetentionPeriod::parse(Some("-P1D")),
             Err(EvictionInputError::NegativeRetention(_))
