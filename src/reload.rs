@@ -62,10 +62,24 @@ pub fn reload(app: &App) -> ReloadOutcome {
     };
     let metadata = FileMetadata::read(&path).ok();
     if *current == newer {
+        // GoodMem's UNCHANGED means the same file: new bytes are LOADED, even when the
+        // settings they spell are the ones in force (a comment edited, keys reordered).
+        let same_file = match (&active_before, &metadata) {
+            (Some(before), Some(now)) => before.sha256 == now.sha256,
+            _ => false,
+        };
         app.set_active_file(metadata.clone());
         return ReloadOutcome {
-            status: ReloadStatus::Unchanged,
-            message: "the configuration is unchanged".into(),
+            status: if same_file {
+                ReloadStatus::Unchanged
+            } else {
+                ReloadStatus::Loaded
+            },
+            message: if same_file {
+                "the configuration is unchanged".into()
+            } else {
+                "the file changed; the settings it holds are the ones already in force".into()
+            },
             active: metadata,
         };
     }

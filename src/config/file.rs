@@ -21,7 +21,11 @@ impl FileMetadata {
         let bytes = std::fs::read(path)?;
         let meta = std::fs::metadata(path)?;
         Ok(FileMetadata {
-            filename: path.display().to_string(),
+            // GoodMem's `filename` is the file's name; where it lives is the operator's.
+            filename: path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
             sha256: hex::encode(Sha256::digest(&bytes)),
             size_bytes: bytes.len() as u64,
             modified_at: meta.modified().ok().map(DateTime::<Utc>::from),

@@ -253,7 +253,8 @@ pub struct PurgeBody {
     pub older_than: Option<String>,
     #[serde(default)]
     pub statuses: Vec<String>,
-    pub limit: Option<i64>,
+    /// An int32 as GoodMem's `limit`: a larger number is refused, not clamped.
+    pub limit: Option<i32>,
     #[serde(default, alias = "dryRun")]
     pub dry_run: bool,
     /// Accepted on every admin route; the audit layer reads it from the body.
@@ -274,8 +275,13 @@ pub async fn run_purge(app: &App, queue: &Queue, body: PurgeBody) -> Result<Purg
         Utc::now(),
     )
     .map_err(purge_problem)?;
-    let req = PurgeRequest::new(cutoff, &body.statuses, body.limit, body.dry_run)
-        .map_err(purge_problem)?;
+    let req = PurgeRequest::new(
+        cutoff,
+        &body.statuses,
+        body.limit.map(i64::from),
+        body.dry_run,
+    )
+    .map_err(purge_problem)?;
     Ok(purge::purge(queue.pool(), &req, settings.purge.batch_size.get().into()).await?)
 }
 

@@ -103,8 +103,10 @@ pub async fn status(State(app): State<App>) -> Result<Json<StatusReply>, Problem
 pub struct DrainRequest {
     pub reason: Option<String>,
     /// Seconds to wait for QUIESCED when `wait_for_quiesce` (default 900); never cancels jobs.
+    /// An int32 as GoodMem's: 0 to 2,147,483,647.
     #[serde(alias = "timeoutSec")]
-    pub timeout_sec: Option<u64>,
+    #[schema(value_type = Option<i32>, minimum = 0)]
+    pub timeout_sec: Option<TimeoutSec>,
     #[serde(alias = "waitForQuiesce")]
     pub wait_for_quiesce: Option<bool>,
     /// Accepted on every admin route; the audit layer reads it from the body.
@@ -115,11 +117,31 @@ pub struct DrainRequest {
 /// GoodMem's default: wait up to 900 s when asked to wait.
 pub const DEFAULT_DRAIN_WAIT_SECS: u64 = 900;
 
+/// A drain's `timeoutSec`: GoodMem's int32, never negative.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct TimeoutSec(u32);
+
+impl TryFrom<i64> for TimeoutSec {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        match i32::try_from(v) {
+            Ok(n) if n >= 0 => Ok(TimeoutSec(n as u32)),
+            _ => Err(format!(
+                "{v} is not between 0 and 2147483647 seconds (an int32)"
+            )),
+        }
+    }
+}
+
 impl DrainRequest {
     pub fn wait(&self) -> Option<Duration> {
-        self.wait_for_quiesce
-            .unwrap_or(false)
-            .then(|| Duration::from_secs(self.timeout_sec.unwrap_or(DEFAULT_DRAIN_WAIT_SECS)))
+        self.wait_for_quiesce.unwrap_or(false).then(|| {
+            Duration::from_secs(
+                self.timeout_sec
+                    .map_or(DEFAULT_DRAIN_WAIT_SECS, |t| u64::from(t.0)),
+            )
+        })
     }
 }
 

@@ -18,6 +18,20 @@ async fn daemon(db: &TestDb) -> Daemon {
 async fn sdk_drain_then_resume() {
     let db = TestDb::migrated();
     let d = daemon(&db).await;
+    // `timeoutSec` is GoodMem's int32: past it, or negative, is 400 and no drain.
+    for timeout in [serde_json::json!(2147483648u64), serde_json::json!(-1)] {
+        let r = reqwest::Client::new()
+            .post(d.url("/v1/admin:drain"))
+            .header("x-api-key", ADMIN_KEY)
+            .json(&serde_json::json!({"timeoutSec": timeout, "waitForQuiesce": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{timeout}");
+        let v: Value = r.json().await.unwrap();
+        assert!(v["detail"].as_str().unwrap().contains("timeoutSec"), "{v}");
+        assert_eq!(http_status(&d.url("/readyz")), Some(200), "not drained");
+    }
     let out = run_goodmem(
         "import os, json\n\
          from goodmem import Goodmem\n\
@@ -132,6 +146,11 @@ async fn purge_rejects_bad_input_with_a_named_problem() {
             "BACKGROUND_JOB_EXPLODED",
         ),
         (serde_json::json!({"olderThan": old, "limit": -1}), "limit"),
+        // GoodMem's `limit` is an int32.
+        (
+            serde_json::json!({"olderThan": old, "limit": 2147483648u64}),
+            "limit",
+        ),
         (serde_json::json!({"olderThan": recent}), "older_than"),
         (
             serde_json::json!({"olderThan": "last tuesday"}),
@@ -182,7 +201,7 @@ async fn sdk_license_reload_follows_the_config_file() {
              c = Goodmem(base_url=os.environ['BASE'], api_key=os.environ['KEY'])\n\
              r = c.admin.license.reload()\n\
              lic = r.active_license\n\
-             print(json.dumps({'status': r.status, 'message': r.message, 'sha': lic.sha256 if lic else None}))\n",
+             print(json.dumps({'status': r.status, 'message': r.message, 'sha': lic.sha256 if lic else None, 'filename': lic.filename if lic else None}))\n",
             &[("BASE", &format!("http://{}", d.addr)), ("KEY", ADMIN_KEY)],
         );
         serde_json::from_str::<Value>(out.trim()).unwrap()
@@ -200,6 +219,16 @@ async fn sdk_license_reload_follows_the_config_file() {
 
     let first = reload();
     assert_eq!(first["status"], "UNCHANGED", "{first}");
+    assert_eq!(
+        first["filename"], "memwarden.toml",
+        "the name, not the path"
+    );
+    // New bytes with the same settings: LOADED, with the new sha256.
+    std::fs::write(&config, format!("# edited by hand\n{original}")).unwrap();
+    let commented = reload();
+    assert_eq!(commented["status"], "LOADED", "{commented}");
+    assert_ne!(commented["sha"], first["sha"]);
+    assert_eq!(reload()["status"], "UNCHANGED", "the same file again");
     std::fs::write(
         &config,
         format!("{original}\n[queues.default]\nconcurrency = 4\n"),
