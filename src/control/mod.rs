@@ -69,9 +69,12 @@ fn guarded(app: &App, need: Need, routes: Routes) -> Routes {
 pub fn routes(app: &App) -> (Router<App>, utoipa::openapi::OpenApi) {
     let public = |route: PublicRoute, routes: Routes| guarded(app, Need::Public(route), routes);
     let open = Routes::new().routes(routes!(openapi::openapi_json));
+    // AutoMem's `/health` is a health probe too: `control.require_auth_healthz` covers both.
     let healthz = public(
         PublicRoute::Healthz,
-        Routes::new().routes(routes!(health::healthz)),
+        Routes::new()
+            .routes(routes!(health::healthz))
+            .routes(routes!(automem::health)),
     );
     let readyz = public(
         PublicRoute::Readyz,

@@ -109,6 +109,10 @@ pub struct ReprocessRequest {
     /// Memory ids (UUIDs); at least one.
     #[serde(default)]
     pub ids: Vec<String>,
+    /// AutoMem's documented workflow sends `"force": true`. A reprocess always runs the
+    /// pipeline again, as AutoMem's does, so `false` is taken too and changes nothing.
+    #[serde(default, rename = "force")]
+    pub _force: Option<bool>,
     /// Read by the audit layer from the body.
     #[serde(rename = "justification")]
     pub _justification: Option<String>,
@@ -137,7 +141,10 @@ pub async fn enqueue_reprocess(queue: &Queue, ids: &[Uuid]) -> Result<Vec<Uuid>,
         .iter()
         .map(|id| NewJob {
             priority: 5,
-            ..NewJob::new(EnrichmentArgs::KIND, json!({"memory_id": id}))
+            ..NewJob::new(
+                EnrichmentArgs::KIND,
+                json!({"memory_id": id, "forced": true}),
+            )
         })
         .collect();
     let done = queue.enqueue_many(jobs).await.map_err(enqueue_problem)?;

@@ -78,7 +78,7 @@ impl Handler for EnrichmentHandler {
             Ok(e) => e,
             Err(e) => return Outcome::Failed(format!("cannot build the providers: {e:#}")),
         };
-        match enricher.enrich(args.memory_id).await {
+        match enricher.run(&args).await {
             Ok(r) => {
                 ENRICHMENT_STATS.processed.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!(ENRICHMENT_PROCESSED).increment(1);

@@ -26,6 +26,7 @@ pub struct DaemonBuilder {
     config: String,
     env: Vec<(String, String)>,
     admin_token: bool,
+    vendor_tokens: bool,
     default_schedules: bool,
     schedules_off: bool,
 }
@@ -33,6 +34,13 @@ pub struct DaemonBuilder {
 impl DaemonBuilder {
     pub fn without_admin_token(mut self) -> Self {
         self.admin_token = false;
+        self
+    }
+
+    /// The test tokens as AutoMem's operators set them (`AUTOMEM_API_TOKEN`,
+    /// `ADMIN_API_TOKEN`), and no `MEMWARDEN_*` token.
+    pub fn with_vendor_tokens(mut self) -> Self {
+        self.vendor_tokens = true;
         self
     }
 
@@ -84,16 +92,24 @@ impl DaemonBuilder {
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
             .env_remove("MEMWARDEN_CONFIG")
+            .env_remove("AUTOMEM_API_TOKEN")
+            .env_remove("ADMIN_API_TOKEN")
+            .env_remove("MEMORY_SERVICE_ADMIN_REQUIRE_JUSTIFICATION")
             .env("MEMWARDEN_API_TOKEN", API)
             .env("MEMWARDEN_TESTING__PROBE_KINDS", "true")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
-        if self.admin_token {
+        if self.admin_token && !self.vendor_tokens {
             cmd.env("MEMWARDEN_ADMIN_TOKEN", ADMIN);
         } else {
             cmd.env_remove("MEMWARDEN_ADMIN_TOKEN");
+        }
+        if self.vendor_tokens {
+            cmd.env_remove("MEMWARDEN_API_TOKEN")
+                .env("AUTOMEM_API_TOKEN", API)
+                .env("ADMIN_API_TOKEN", ADMIN);
         }
         if let Some(url) = &self.database_url {
             cmd.arg("--database-url").arg(url);
@@ -146,6 +162,7 @@ impl Daemon {
             config: String::new(),
             env: Vec::new(),
             admin_token: true,
+            vendor_tokens: false,
             default_schedules: false,
             schedules_off: false,
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
-use crate::harness::{count, eventually, Daemon, TestDb, API};
+use crate::harness::{count, eventually, wait_enriched, Daemon, TestDb, API};
 
 async fn insert_memories(pool: &sqlx::PgPool, n: i64, owners: i64) {
     sqlx::query(
@@ -41,15 +41,7 @@ async fn plain_inserts_are_enriched_and_the_status_drains() {
         .ready()
         .await;
     insert_memories(&pool, 400, 20).await;
-    eventually(Duration::from_secs(60), "every memory enriched", || async {
-        count(
-            &pool,
-            "SELECT count(*) FROM memories WHERE enriched_at IS NULL",
-        )
-        .await
-            == 0
-    })
-    .await;
+    wait_enriched(&pool, Duration::from_secs(60)).await;
     eventually(
         Duration::from_secs(10),
         "status drains to queue_depth 0",
@@ -96,15 +88,7 @@ async fn automem_reprocess_curl_works() {
         .fetch_all(&pool)
         .await
         .unwrap();
-    eventually(Duration::from_secs(20), "enriched", || async {
-        count(
-            &pool,
-            "SELECT count(*) FROM memories WHERE enriched_at IS NULL",
-        )
-        .await
-            == 0
-    })
-    .await;
+    wait_enriched(&pool, Duration::from_secs(20)).await;
     let (code, v) =
         crate::harness::admin_curl(&d.url("/enrichment/reprocess"), &json!({"ids": ids}));
     assert_eq!(code, "202", "{v}");
@@ -155,15 +139,7 @@ async fn sigkill_halfway_still_enriches_every_memory_once_in_effect() {
     first.signal(Signal::SIGKILL);
     first.wait_exit(Duration::from_secs(5)).await.unwrap();
     let _second = Daemon::builder(&db.url).config(fast).ready().await;
-    eventually(Duration::from_secs(90), "every memory enriched", || async {
-        count(
-            &pool,
-            "SELECT count(*) FROM memories WHERE enriched_at IS NULL",
-        )
-        .await
-            == 0
-    })
-    .await;
+    wait_enriched(&pool, Duration::from_secs(90)).await;
     assert_eq!(
         count(&pool, "SELECT count(*) FROM memory_embeddings").await,
         300
@@ -255,7 +231,7 @@ async fn catch_up_job_enqueues_only_memories_that_need_enrichment() {
     let (never, older, current, deleted) = (ids[0], ids[1], ids[2], ids[3]);
     for (id, set) in [
         (older, "enriched_at = now(), enrichment_version = 0"),
-        (current, "enriched_at = now(), enrichment_version = 1"),
+        (current, "enriched_at = now(), enrichment_version = 2"),
         (deleted, "deleted_at = now()"),
     ] {
         sqlx::query(&format!("UPDATE memories SET {set} WHERE id = $1"))

@@ -98,7 +98,8 @@ async fn memories_list_shows_owner_type_and_enrichment_state_with_filters() {
             .await
             .unwrap();
     }
-    sqlx::query("UPDATE memories SET enriched_at = now(), enrichment_version = 1 WHERE memory_type = 'Decision'")
+    sqlx::query("UPDATE memories SET enriched_at = now(), enrichment_version = $1 WHERE memory_type = 'Decision'")
+        .bind(memwarden_jobs::enrichment::ENRICHMENT_VERSION)
         .execute(&pool)
         .await
         .unwrap();

@@ -84,6 +84,19 @@ pub fn run_goodmem(script: &str, env: &[(&str, &str)]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Waits until no memory is left unenriched for its current content.
+pub async fn wait_enriched(pool: &PgPool, limit: Duration) {
+    eventually(limit, "every memory enriched", || async {
+        count(
+            pool,
+            "SELECT count(*) FROM memories WHERE enriched_at IS NULL",
+        )
+        .await
+            == 0
+    })
+    .await;
+}
+
 pub async fn job_status(pool: &PgPool, id: &str) -> String {
     sqlx::query_scalar("SELECT status FROM memwarden.jobs WHERE id = $1::uuid")
         .bind(id)

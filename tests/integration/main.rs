@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 mod automem;
+mod automem_wire;
 mod cli;
 mod config;
 mod cron;

@@ -42,6 +42,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("post", "/v1/admin/evict"),
     ("post", "/v1/work/evict"),
     ("get", "/enrichment/status"),
+    ("get", "/health"),
     ("post", "/enrichment/reprocess"),
     ("post", "/v1/work/reprocess"),
     ("post", "/admin/reembed"),

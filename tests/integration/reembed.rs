@@ -83,7 +83,10 @@ async fn automem_reembed_embeds_what_is_missing_and_preserves_metadata() {
     // AutoMem's admin curl: Bearer plus X-Admin-Token, answered when the job ends.
     let (code, report) = curl(&d.url("/admin/reembed"), &json!({"batch_size": 50}));
     assert_eq!(code, "200", "{report}");
-    assert_eq!(report["status"], "complete");
+    assert_eq!(
+        report["status"], "success",
+        "AutoMem's word for a finished reembed"
+    );
     assert_eq!(report["processed"], 300);
     assert_eq!(report["failed"], 0);
     assert_eq!(report["total"], 300);

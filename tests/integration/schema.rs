@@ -33,12 +33,13 @@ async fn plain_pool(url: &str) -> PgPool {
         .expect("connecting")
 }
 
-/// Every row of a table, independent of column order: a move that reorders columns still
-/// compares equal, one that loses or changes a value does not.
+/// Every row of a table, independent of column order (and without the columns 0008 added):
+/// a move that reorders columns compares equal, one that loses or changes a value does not.
 async fn fingerprint(pool: &PgPool, table: &str) -> (i64, String) {
+    const ADDED_AFTER_THE_MOVE: &str = "'summary', 'tag_prefixes', 'enriched', 'processed'";
     sqlx::query_as(&format!(
-        "SELECT count(*), coalesce(md5(string_agg(to_jsonb(t)::text, ',' ORDER BY to_jsonb(t)::text)), '') \
-         FROM {table} t"
+        "SELECT count(*), coalesce(md5(string_agg(r::text, ',' ORDER BY r::text)), '') \
+         FROM (SELECT to_jsonb(t) - ARRAY[{ADDED_AFTER_THE_MOVE}] AS r FROM {table} t) x"
     ))
     .fetch_one(pool)
     .await

@@ -10,7 +10,8 @@
 //!    `similarity_threshold`, in both directions, weight = similarity.
 //! 5. EXEMPLIFIES: once `pattern_min_others` other live memories share its type, the memory
 //!    is linked to that type's pattern, which is created or observed once more.
-//! 6. `enriched_at` and `enrichment_version` are set.
+//! 6. `enriched_at` and `enrichment_version` are set, with what AutoMem's clients read:
+//!    `metadata.entities`, `metadata.enrichment` and `summary` (see `automem.rs`).
 //!
 //! Provider calls happen first, outside any transaction; all database writes of steps 2–6
 //! are then one statement, gated on the content the pipeline read (see `store.rs`). Every
@@ -18,13 +19,14 @@
 //! future at any point leaves the store consistent (at worst a fresh embedding is stored
 //! without the rest, which the next run reuses).
 
+pub mod automem;
 mod catch_up;
 mod outcome;
 mod patterns;
+mod settings;
 mod store;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -33,6 +35,7 @@ use uuid::Uuid;
 pub use catch_up::{memories_needing_enrichment, CatchUpArgs, NEEDS_ENRICHMENT};
 pub use outcome::{EnrichError, EnrichmentReport, EnrichmentStatus, SkipReason};
 pub use patterns::{pattern_confidence, pattern_id, top_terms, PATTERN_SAMPLE, PATTERN_TERMS};
+pub use settings::EnrichmentSettings;
 
 use crate::embedding::{validate_vectors, Embedder};
 use crate::extraction::{normalize, Extractor};
@@ -44,7 +47,10 @@ use store::{Derived, Edge, PatternLink};
 
 /// The pipeline version written to `enrichment_version`. Raise it when the pipeline changes
 /// what it derives, and the catch-up schedule re-enriches every older memory.
-pub const ENRICHMENT_VERSION: i32 = 1;
+///
+/// 2 (2026-12-02): entity tags take AutoMem's plural categories (`entity:people:...`), and the
+/// metadata and summary AutoMem's clients read are written.
+pub const ENRICHMENT_VERSION: i32 = 2;
 
 /// Edge kinds of `memory_edges`.
 pub const PRECEDED_BY: &str = "PRECEDED_BY";
@@ -55,10 +61,14 @@ pub const EXEMPLIFIES: &str = "EXEMPLIFIES";
 /// the queue retry later.
 const MAX_CONTENT_RACES: usize = 3;
 
-/// The arguments of an `enrichment` job: `{"memory_id": "<uuid>"}`, as the trigger writes them.
+/// The arguments of an `enrichment` job: `{"memory_id": "<uuid>"}`, as the trigger writes them,
+/// with `"forced": true` when an operator asked for it (a reprocess), which the memory's
+/// `metadata.enrichment.forced` records as AutoMem's does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrichmentArgs {
     pub memory_id: Uuid,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forced: bool,
 }
 
 impl JobArgs for EnrichmentArgs {
@@ -73,36 +83,6 @@ impl EnrichmentArgs {
     /// pending enrichment however it was requested.
     pub fn unique_key(&self) -> String {
         format!("enrichment:{}", self.memory_id)
-    }
-}
-
-/// The pipeline's tunables.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EnrichmentSettings {
-    /// The least cosine similarity of a SIMILAR_TO edge (0.8).
-    pub similarity_threshold: f32,
-    /// The most SIMILAR_TO neighbours one enrichment links (5).
-    pub top_k: usize,
-    /// How far back PRECEDED_BY looks from a memory's creation (7 days).
-    pub preceded_window: Duration,
-    /// The most PRECEDED_BY edges per memory (5).
-    pub preceded_cap: usize,
-    /// How many other live memories of a type must exist before its pattern is linked (3).
-    pub pattern_min_others: usize,
-    /// Written to `enrichment_version` ([`ENRICHMENT_VERSION`]).
-    pub version: i32,
-}
-
-impl Default for EnrichmentSettings {
-    fn default() -> Self {
-        EnrichmentSettings {
-            similarity_threshold: 0.8,
-            top_k: 5,
-            preceded_window: Duration::from_secs(7 * 24 * 3600),
-            preceded_cap: 5,
-            pattern_min_others: 3,
-            version: ENRICHMENT_VERSION,
-        }
     }
 }
 
@@ -144,10 +124,19 @@ impl Enricher {
 
     /// Enriches one memory (see [`enrich`]).
     pub async fn enrich(&self, memory_id: Uuid) -> Result<EnrichmentReport, EnrichError> {
+        self.run(&EnrichmentArgs {
+            memory_id,
+            forced: false,
+        })
+        .await
+    }
+
+    /// Runs one enrichment job.
+    pub async fn run(&self, args: &EnrichmentArgs) -> Result<EnrichmentReport, EnrichError> {
         enrich_with_index(
             &self.pool,
             &*self.index,
-            memory_id,
+            args,
             &*self.embedder,
             &*self.extractor,
             &self.settings,
@@ -174,20 +163,25 @@ pub async fn enrich(
     settings: &EnrichmentSettings,
 ) -> Result<EnrichmentReport, EnrichError> {
     let index = PgVectorIndex::new(pool.clone());
-    enrich_with_index(pool, &index, memory_id, embedder, extractor, settings).await
+    let args = EnrichmentArgs {
+        memory_id,
+        forced: false,
+    };
+    enrich_with_index(pool, &index, &args, embedder, extractor, settings).await
 }
 
 /// Enriches one memory, with embeddings kept in `index`.
 pub async fn enrich_with_index(
     pool: &PgPool,
     index: &dyn VectorIndex,
-    memory_id: Uuid,
+    args: &EnrichmentArgs,
     embedder: &dyn Embedder,
     extractor: &dyn Extractor,
     settings: &EnrichmentSettings,
 ) -> Result<EnrichmentReport, EnrichError> {
+    let memory_id = args.memory_id;
     for _ in 0..MAX_CONTENT_RACES {
-        match enrich_once(pool, index, memory_id, embedder, extractor, settings).await {
+        match enrich_once(pool, index, args, embedder, extractor, settings).await {
             Ok(Some(report)) => {
                 tracing::debug!(?report, "memory enriched");
                 return Ok(report);
@@ -208,11 +202,12 @@ pub async fn enrich_with_index(
 async fn enrich_once(
     pool: &PgPool,
     index: &dyn VectorIndex,
-    memory_id: Uuid,
+    args: &EnrichmentArgs,
     embedder: &dyn Embedder,
     extractor: &dyn Extractor,
     settings: &EnrichmentSettings,
 ) -> Result<Option<EnrichmentReport>, EnrichError> {
+    let memory_id = args.memory_id;
     let memory = match store::load(
         pool,
         memory_id,
@@ -307,6 +302,18 @@ async fn enrich_once(
         }
     }
 
+    let detected = pattern.as_ref().map(|(_, terms)| automem::DetectedPattern {
+        memory_type: &memory.memory_type,
+        similar_memories: memory.type_sample.len(),
+        key_terms: terms,
+    });
+    let enrichment = automem::enrichment_metadata(
+        args.forced,
+        memory.preceded.len(),
+        detected,
+        neighbours.iter().map(|n| (n.memory_id, n.similarity)),
+    );
+
     // 2–6 in one statement.
     let written = store::write(
         pool,
@@ -317,6 +324,9 @@ async fn enrich_once(
             entities: &entities,
             edges: &edges,
             replace_similar: replaced,
+            entities_metadata: automem::entities_metadata(&entities),
+            enrichment_metadata: enrichment,
+            summary: automem::summary(&memory.content),
         },
     )
     .await?;
@@ -358,11 +368,17 @@ mod tests {
     #[test]
     fn args_shape_and_key() {
         let id = Uuid::from_u128(7);
-        let args = EnrichmentArgs { memory_id: id };
+        let args = EnrichmentArgs {
+            memory_id: id,
+            forced: false,
+        };
         assert_eq!(
             serde_json::to_value(args).unwrap(),
             serde_json::json!({"memory_id": id})
         );
+        let forced: EnrichmentArgs =
+            serde_json::from_value(serde_json::json!({"memory_id": id, "forced": true})).unwrap();
+        assert!(forced.forced);
         assert_eq!(args.unique_key(), format!("enrichment:{id}"));
         assert_eq!(EnrichmentArgs::KIND, "enrichment");
     }

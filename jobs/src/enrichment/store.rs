@@ -85,6 +85,11 @@ pub(super) struct Derived<'a> {
     pub edges: &'a [Edge],
     /// Whether the memory's SIMILAR_TO edges of its previous content must go.
     pub replace_similar: bool,
+    /// AutoMem's `metadata.entities`, replacing the previous run's.
+    pub entities_metadata: serde_json::Value,
+    /// AutoMem's `metadata.enrichment`, to which the write adds `last_run`.
+    pub enrichment_metadata: serde_json::Value,
+    pub summary: Option<String>,
 }
 
 /// The pattern a memory exemplifies.
@@ -97,12 +102,20 @@ pub(super) struct PatternLink<'a> {
     pub terms: &'a [String],
 }
 
+/// The memory's new `enriched_at`: kept when it is already current for this content and
+/// pipeline version, so a rerun (a retry, a forced reprocess) leaves the same row. AutoMem's
+/// `metadata.enrichment.last_run` is the same instant.
+const ENRICHED_AT: &str = "CASE WHEN enriched_at IS NOT NULL AND enrichment_version = $4 \
+                           AND enriched_at >= updated_at THEN enriched_at ELSE now() END";
+
 /// Writes the derived rows; `false` when the memory changed or went away since it was read.
 ///
 /// Every part is an upsert that leaves unchanged rows alone, so writing the same result
 /// twice leaves the same rows:
 /// - the memory: `entity:` tags replaced by the current ones (other tags kept, in order),
-///   `enrichment_version`, and `enriched_at` (kept when it is already current);
+///   `enrichment_version`, `enriched_at` (kept when it is already current), `summary`, and
+///   `metadata.entities` and `metadata.enrichment` replaced (other keys kept; metadata that is
+///   not an object is kept under `_raw_metadata`, as AutoMem does);
 /// - entities: rows no longer found are deleted, the others upserted;
 /// - edges: inserted in key order, so concurrent enrichments of neighbours lock them in the
 ///   same order and do not deadlock; a changed weight is updated.
@@ -115,14 +128,19 @@ pub(super) async fn write(pool: &PgPool, d: &Derived<'_>) -> Result<bool, Enrich
     let dsts: Vec<Uuid> = d.edges.iter().map(|e| e.dst).collect();
     let kinds: Vec<&str> = d.edges.iter().map(|e| e.kind).collect();
     let weights: Vec<f32> = d.edges.iter().map(|e| e.weight).collect();
-    sqlx::query_scalar(
+    sqlx::query_scalar(&format!(
         "WITH m AS ( \
              UPDATE memories SET \
                  tags = ARRAY(SELECT t FROM unnest(tags) WITH ORDINALITY AS u(t, o) \
                               WHERE t NOT LIKE 'entity:%' ORDER BY o) || $3::text[], \
-                 enriched_at = CASE WHEN enriched_at IS NOT NULL AND enrichment_version = $4 \
-                                     AND enriched_at >= updated_at THEN enriched_at ELSE now() END, \
-                 enrichment_version = $4 \
+                 enriched_at = {ENRICHED_AT}, \
+                 enrichment_version = $4, \
+                 summary = $13, \
+                 metadata = CASE WHEN jsonb_typeof(metadata) = 'object' \
+                                 THEN metadata - 'entities' - 'enrichment' \
+                                 ELSE jsonb_build_object('_raw_metadata', metadata) END \
+                            || jsonb_build_object('entities', $14::jsonb, \
+                                   'enrichment', $15::jsonb || jsonb_build_object('last_run', {ENRICHED_AT})) \
              WHERE id = $1 AND content_hash = $2 AND deleted_at IS NULL \
              RETURNING id), \
          entities_gone AS ( \
@@ -147,7 +165,7 @@ pub(super) async fn write(pool: &PgPool, d: &Derived<'_>) -> Result<bool, Enrich
                WHERE memory_edges.weight IS DISTINCT FROM EXCLUDED.weight \
              RETURNING 1) \
          SELECT EXISTS (SELECT 1 FROM m)",
-    )
+    ))
     .bind(d.memory_id)
     .bind(d.content_hash)
     .bind(&tags)
@@ -160,6 +178,9 @@ pub(super) async fn write(pool: &PgPool, d: &Derived<'_>) -> Result<bool, Enrich
     .bind(&kinds)
     .bind(&weights)
     .bind(d.replace_similar)
+    .bind(&d.summary)
+    .bind(&d.entities_metadata)
+    .bind(&d.enrichment_metadata)
     .fetch_one(pool)
     .await
     .map_err(EnrichError::db("writing the enrichment"))

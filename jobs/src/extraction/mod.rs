@@ -26,7 +26,8 @@ pub trait Extractor: Send + Sync {
 }
 
 /// One mention: its category, the text as written, and the slug that identifies it
-/// (`entity:<category>:<slug>` is the memory's tag for it).
+/// (`entity:<categories>:<slug>` is the memory's tag for it, the category plural as AutoMem
+/// spells its tags).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Entity {
     pub category: Category,
@@ -45,9 +46,10 @@ impl Entity {
         }
     }
 
-    /// The memory tag that stands for this entity.
+    /// The memory tag that stands for this entity, as AutoMem writes it:
+    /// `entity:people:ada-lovelace`.
     pub fn tag(&self) -> String {
-        format!("entity:{}:{}", self.category, self.slug)
+        format!("entity:{}:{}", self.category.plural(), self.slug)
     }
 }
 
@@ -93,6 +95,23 @@ impl Category {
             Category::Handle => "handle",
             Category::Hashtag => "hashtag",
             Category::Date => "date",
+        }
+    }
+
+    /// The category as AutoMem names it in tags and in `metadata.entities` (`people`, `tools`,
+    /// `projects`, `concepts`, `organizations`); the five AutoMem lacks take a plural too.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Category::Person => "people",
+            Category::Organization => "organizations",
+            Category::Project => "projects",
+            Category::Tool => "tools",
+            Category::Concept => "concepts",
+            Category::Email => "emails",
+            Category::Url => "urls",
+            Category::Handle => "handles",
+            Category::Hashtag => "hashtags",
+            Category::Date => "dates",
         }
     }
 }
@@ -243,6 +262,6 @@ mod tests {
                 Entity::new(Category::Tool, "Rust"),
             ]
         );
-        assert_eq!(out[0].tag(), "entity:person:ada-lovelace");
+        assert_eq!(out[0].tag(), "entity:people:ada-lovelace");
     }
 }

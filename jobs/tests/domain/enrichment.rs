@@ -106,10 +106,10 @@ async fn enriching_a_memory_twice_leaves_the_same_rows() {
         tags,
         [
             "keep-me",
-            "entity:person:ada-lovelace",
-            "entity:tool:postgres",
-            "entity:url:https-example-com-adr-1",
-            "entity:hashtag:infra",
+            "entity:people:ada-lovelace",
+            "entity:tools:postgres",
+            "entity:urls:https-example-com-adr-1",
+            "entity:hashtags:infra",
         ]
     );
     let entities: i64 = count(
@@ -145,7 +145,7 @@ async fn enriching_a_memory_twice_leaves_the_same_rows() {
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(tags, vec!["entity:person:alan-turing"]);
+    assert_eq!(tags, vec!["entity:people:alan-turing"]);
 }
 
 #[tokio::test]
@@ -339,7 +339,7 @@ async fn a_content_change_during_enrichment_is_not_lost() {
     .unwrap();
     assert_eq!(
         tags,
-        vec!["entity:person:grace-hopper"],
+        vec!["entity:people:grace-hopper"],
         "the new content's entities"
     );
     assert!(

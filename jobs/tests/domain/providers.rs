@@ -323,9 +323,9 @@ async fn llm_extractor_asks_for_a_json_schema_answer() {
     assert_eq!(
         sorted,
         [
-            "entity:concept:feature-hashing",
-            "entity:person:ada-lovelace",
-            "entity:tool:postgres"
+            "entity:concepts:feature-hashing",
+            "entity:people:ada-lovelace",
+            "entity:tools:postgres"
         ]
     );
     {

@@ -1,6 +1,7 @@
 //! The memory store's own behaviour: the trigger that enqueues enrichment, and the catch-up
 //! query that finds what the trigger could not.
 
+use memwarden_jobs::enrichment::ENRICHMENT_VERSION as CURRENT;
 use memwarden_jobs::memories_needing_enrichment;
 use serde_json::{json, Value};
 use sha2::Digest;
@@ -131,24 +132,30 @@ async fn catch_up_finds_missing_and_stale_enrichments() {
     let mut all = vec![a, b, c];
     all.sort();
     assert_eq!(
-        memories_needing_enrichment(&pool, 1, 100).await.unwrap(),
+        memories_needing_enrichment(&pool, CURRENT, 100)
+            .await
+            .unwrap(),
         all
     );
     assert_eq!(
-        memories_needing_enrichment(&pool, 1, 2).await.unwrap(),
+        memories_needing_enrichment(&pool, CURRENT, 2)
+            .await
+            .unwrap(),
         all[..2]
     );
 
     for id in [a, b, c] {
         enrich_hash(&pool, id).await;
     }
-    assert!(memories_needing_enrichment(&pool, 1, 100)
+    assert!(memories_needing_enrichment(&pool, CURRENT, 100)
         .await
         .unwrap()
         .is_empty());
     // A newer pipeline version makes every memory stale.
     assert_eq!(
-        memories_needing_enrichment(&pool, 2, 100).await.unwrap(),
+        memories_needing_enrichment(&pool, CURRENT + 1, 100)
+            .await
+            .unwrap(),
         all
     );
 
@@ -172,7 +179,9 @@ async fn catch_up_finds_missing_and_stale_enrichments() {
     let mut stale = vec![a, b];
     stale.sort();
     assert_eq!(
-        memories_needing_enrichment(&pool, 1, 100).await.unwrap(),
+        memories_needing_enrichment(&pool, CURRENT, 100)
+            .await
+            .unwrap(),
         stale
     );
 }
