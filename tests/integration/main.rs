@@ -10,6 +10,7 @@ mod cron;
 mod deploy;
 mod eviction;
 mod goodmem;
+mod goodmem_log_policies;
 mod harness;
 mod lifecycle;
 mod openapi;
