@@ -1,6 +1,8 @@
 //! GoodMem's RetrieveMemory log policies, sent as GoodMem's REST reference writes them
 //! (camelCase bodies, `x-api-key`), and what memwarden does with them: the matching SQL
 //! function the retrieval server calls, and the retention of the log rows.
+//! Size: one scenario per item of the feature (create/get/delete, conditions, list, roles and
+//! audit, matching and retention), each on one daemon; their shared helpers are a few lines.
 
 use serde_json::{json, Value};
 
