@@ -14,6 +14,7 @@
 //! - [`reembed`]: bulk re-embedding in id order, resumable from a [`Checkpoint`].
 //! - [`sync`]: drift between `memories` and the vector index, found set-based and repaired.
 //! - [`eviction`]: permanent deletion of soft-deleted rows past a retention period.
+//! - [`retrieve_logs`]: retention of GoodMem's RetrieveMemory log rows, in short batches.
 //! - [`memories`]: the store read as an operator does: memories and their enrichment state.
 
 pub mod args;
@@ -24,6 +25,7 @@ pub mod eviction;
 pub mod extraction;
 pub mod memories;
 pub mod reembed;
+pub mod retrieve_logs;
 pub mod sync;
 mod text;
 pub mod vector;

@@ -30,7 +30,7 @@ pub use server::{
 };
 pub use work::{
     BlobSettings, EmbeddingProvider, EmbeddingSettings, EnrichmentConfig, EvictionConfig,
-    ExtractionProvider, ExtractionSettings, VectorSettings,
+    ExtractionProvider, ExtractionSettings, RetrieveLogSettings, VectorSettings,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +73,7 @@ pub struct Settings {
     pub purge: PurgeSettings,
     pub blobs: BlobSettings,
     pub eviction: EvictionConfig,
+    pub retrieve_logs: RetrieveLogSettings,
     pub embedding: EmbeddingSettings,
     pub vector: VectorSettings,
     pub extraction: ExtractionSettings,
@@ -303,7 +304,7 @@ mod tests {
         assert_eq!(sync.kind, "sync");
         assert_eq!(sync.source, ScheduleSource::Config);
         let shown = s.masked_toml();
-        assert_eq!(shown.matches("[[schedules]]").count(), 4, "{shown}");
+        assert_eq!(shown.matches("[[schedules]]").count(), 5, "{shown}");
         assert!(shown.contains("enrichment-catchup"), "{shown}");
     }
 

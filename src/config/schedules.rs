@@ -1,8 +1,10 @@
-//! Cron schedules as configured: the four defaults of spec/queue.md, and `[[schedules]]`
+//! Cron schedules as configured: the four defaults of spec/queue.md and the daily
+//! `retrieve-log-retention`, and `[[schedules]]`
 //! entries that add a schedule or override a default by name. An override names only what it
 //! changes (`name = "sync"` with `enabled = false` switches the default off).
 
 use memwarden_jobs::eviction::EvictionArgs;
+use memwarden_jobs::retrieve_logs::RetrieveLogRetentionArgs;
 use memwarden_jobs::sync::SyncArgs;
 use memwarden_jobs::{CatchUpArgs, JobArgs};
 use serde::{Deserialize, Serialize};
@@ -69,7 +71,13 @@ impl ScheduleSpec {
 }
 
 /// The names of the default schedules, which an entry may override without `cron` and `kind`.
-pub const DEFAULT_NAMES: [&str; 4] = ["job-purge", "sync", "eviction", "enrichment-catchup"];
+pub const DEFAULT_NAMES: [&str; 5] = [
+    "job-purge",
+    "sync",
+    "eviction",
+    "enrichment-catchup",
+    "retrieve-log-retention",
+];
 
 fn default_schedule(name: &str, cron: &str, kind: &str, args: Value) -> ScheduleSpec {
     ScheduleSpec {
@@ -85,7 +93,8 @@ fn default_schedule(name: &str, cron: &str, kind: &str, args: Value) -> Schedule
 }
 
 impl Settings {
-    /// The four defaults (spec/queue.md), their args taken from the settings they follow.
+    /// The four defaults of spec/queue.md and the daily RetrieveMemory log retention, their
+    /// args taken from the settings they follow.
     pub fn default_schedules(&self) -> Vec<ScheduleSpec> {
         vec![
             // The queue's own kind (`queue::purge::PurgeArgs`, whose test checks the name).
@@ -110,6 +119,12 @@ impl Settings {
                 "0 */5 * * * *",
                 CatchUpArgs::KIND,
                 json!({}),
+            ),
+            default_schedule(
+                "retrieve-log-retention",
+                "0 45 3 * * *",
+                RetrieveLogRetentionArgs::KIND,
+                json!({"retention_s": self.retrieve_logs.retention.as_secs_f64()}),
             ),
         ]
     }

@@ -198,3 +198,28 @@ impl Default for EvictionConfig {
         }
     }
 }
+
+/// GoodMem's RetrieveMemory log rows (`retrieve_memory_logs`): how long they are kept, and
+/// the batches of the daily `retrieve-log-retention` schedule that deletes older ones.
+#[serde_as]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrieveLogSettings {
+    /// Rows older than this are deleted (seconds; default 30 days).
+    #[serde_as(as = "PositiveSeconds")]
+    pub retention: Duration,
+    /// Rows per transaction, and the pause between transactions (milliseconds).
+    pub batch_size: NonZeroU32,
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    pub pause_ms: Duration,
+}
+
+impl Default for RetrieveLogSettings {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(30 * 24 * 3600),
+            batch_size: NonZeroU32::new(1000).expect("non-zero"),
+            pause_ms: Duration::from_millis(50),
+        }
+    }
+}

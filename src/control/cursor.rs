@@ -50,6 +50,7 @@ pub enum List {
     Jobs,
     Audit,
     Memories,
+    LogPolicies,
 }
 
 impl List {
@@ -58,6 +59,7 @@ impl List {
             List::Jobs => "j1",
             List::Audit => "a1",
             List::Memories => "m1",
+            List::LogPolicies => "p1",
         }
     }
 }

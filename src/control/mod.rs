@@ -40,7 +40,7 @@ use utoipa_axum::routes;
 use crate::app::App;
 use crate::config::Role;
 use auth::{Need, PublicRoute};
-use compat::{automem, goodmem, memory_service};
+use compat::{automem, goodmem, goodmem_log_policies, goodmem_log_policy_list, memory_service};
 use problem::{Problem, REQUEST_PATH};
 
 type Routes = OpenApiRouter<App>;
@@ -99,7 +99,9 @@ pub fn routes(app: &App) -> (Router<App>, utoipa::openapi::OpenApi) {
         .routes(routes!(schedules::get_one))
         .routes(routes!(audit_log::list))
         .routes(routes!(events::stream))
-        .routes(routes!(memory_service::events));
+        .routes(routes!(memory_service::events))
+        .routes(routes!(goodmem_log_policy_list::list))
+        .routes(routes!(goodmem_log_policies::get_one));
 
     let indexer = Routes::new()
         .routes(routes!(jobs::enqueue))
@@ -123,6 +125,8 @@ pub fn routes(app: &App) -> (Router<App>, utoipa::openapi::OpenApi) {
         .routes(routes!(goodmem::drain))
         .routes(routes!(goodmem::purge))
         .routes(routes!(goodmem::license_reload))
+        .routes(routes!(goodmem_log_policies::create))
+        .routes(routes!(goodmem_log_policies::delete))
         .routes(routes!(automem::sync))
         .routes(routes!(memory_service::evict));
 

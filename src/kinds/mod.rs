@@ -5,12 +5,14 @@
 mod bulk;
 mod enrichment;
 mod eviction;
+mod retrieve_logs;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use memwarden_jobs::eviction::EvictionArgs;
 use memwarden_jobs::reembed::ReembedArgs;
+use memwarden_jobs::retrieve_logs::RetrieveLogRetentionArgs;
 use memwarden_jobs::sync::SyncArgs;
 use memwarden_jobs::{CatchUpArgs, EnrichmentArgs};
 use tokio::sync::watch;
@@ -35,6 +37,9 @@ pub fn registry(live: watch::Receiver<Arc<Settings>>) -> anyhow::Result<Registry
             batch_size: settings.purge.batch_size.get().into(),
         })
         .register_kind::<EvictionArgs>(eviction::EvictionHandler::new(settings))
+        .register_kind::<RetrieveLogRetentionArgs>(retrieve_logs::RetrieveLogRetentionHandler::new(
+            settings,
+        ))
         .register_kind::<EnrichmentArgs>(enrichment::EnrichmentHandler::new(live.clone()))
         .register_kind::<ReembedArgs>(bulk::ReembedHandler {
             settings: live.clone(),

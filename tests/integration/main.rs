@@ -11,6 +11,7 @@ mod cron;
 mod deploy;
 mod eviction;
 mod goodmem;
+mod goodmem_log_policies;
 mod harness;
 mod lifecycle;
 mod openapi;

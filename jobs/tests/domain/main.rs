@@ -8,6 +8,7 @@ mod edges;
 mod enrichment;
 mod eviction;
 mod providers;
+mod retrieve_logs;
 mod store;
 mod support;
 mod vector;

@@ -3,4 +3,6 @@
 
 pub mod automem;
 pub mod goodmem;
+pub mod goodmem_log_policies;
+pub mod goodmem_log_policy_list;
 pub mod memory_service;
