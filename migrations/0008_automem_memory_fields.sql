@@ -19,8 +19,8 @@ RETURN ARRAY(
     ORDER BY min(o * 100000 + n)
 );
 
--- Adding stored generated columns rewrites the table once, under an exclusive lock (measured
--- in docs/operations.md); `summary` alone would not.
+-- Adding stored generated columns rewrites the table once, under an exclusive lock, so on a
+-- large store the upgrade wants a quiet moment; `summary` alone would not.
 ALTER TABLE memories
     ADD COLUMN summary text,
     ADD COLUMN tag_prefixes text[] NOT NULL GENERATED ALWAYS AS (tag_prefixes_of(tags)) STORED,
