@@ -18,12 +18,29 @@ async fn evict_daemon(db: &TestDb, blobs: &Path) -> Daemon {
         .await
 }
 
-#[tokio::test]
-async fn memory_service_evict_sync_sse_and_bad_input() {
+/// A migrated database, its pool, a blob directory and a daemon evicting into it.
+async fn evict_setup() -> (TestDb, sqlx::PgPool, tempfile::TempDir, Daemon) {
     let db = TestDb::migrated();
     let pool = db.pool().await;
     let dir = tempfile::tempdir().unwrap();
     let d = evict_daemon(&db, dir.path()).await;
+    (db, pool, dir, d)
+}
+
+/// `memwarden <args> --addr <daemon>` with the admin's tokens.
+fn cli(d: &Daemon, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_memwarden"))
+        .args(args)
+        .args(["--addr", &d.addr])
+        .env("MEMWARDEN_API_TOKEN", crate::harness::API)
+        .env("MEMWARDEN_ADMIN_TOKEN", crate::harness::ADMIN)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn memory_service_evict_sync_sse_and_bad_input() {
+    let (_db, pool, _dir, d) = evict_setup().await;
     for _ in 0..10 {
         conversation(&pool, Some("40 days"), 4).await;
     }
@@ -109,21 +126,17 @@ async fn memory_service_evict_sync_sse_and_bad_input() {
     assert_eq!(v["report"]["retention_period"], "P1D");
 
     // The CLI follows the job and prints the report.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_memwarden"))
-        .args([
+    let out = cli(
+        &d,
+        &[
             "evict",
             "--retention",
             "P90D",
             "--types",
             "conversations,attachments",
             "--dry-run",
-            "--addr",
-            &d.addr,
-        ])
-        .env("MEMWARDEN_API_TOKEN", crate::harness::API)
-        .env("MEMWARDEN_ADMIN_TOKEN", crate::harness::ADMIN)
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -137,10 +150,7 @@ async fn memory_service_evict_sync_sse_and_bad_input() {
 /// deleted 10 minutes before. Refused on the HTTP API, the CLI and the config, and nothing goes.
 #[tokio::test]
 async fn friendly_durations_are_refused_everywhere_and_nothing_is_evicted() {
-    let db = TestDb::migrated();
-    let pool = db.pool().await;
-    let dir = tempfile::tempdir().unwrap();
-    let d = evict_daemon(&db, dir.path()).await;
+    let (_db, pool, dir, d) = evict_setup().await;
     conversation(&pool, Some("10 minutes"), 2).await;
     for period in ["5 minutes", "90 days", "3 weeks"] {
         for path in ["/v1/admin/evict", "/v1/work/evict?wait=true"] {
@@ -155,12 +165,7 @@ async fn friendly_durations_are_refused_everywhere_and_nothing_is_evicted() {
             assert!(v["detail"].as_str().unwrap().contains("ISO 8601"), "{v}");
         }
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_memwarden"))
-        .args(["evict", "--retention", "5 minutes", "--addr", &d.addr])
-        .env("MEMWARDEN_API_TOKEN", crate::harness::API)
-        .env("MEMWARDEN_ADMIN_TOKEN", crate::harness::ADMIN)
-        .output()
-        .unwrap();
+    let out = cli(&d, &["evict", "--retention", "5 minutes"]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("ISO 8601"),
@@ -187,10 +192,7 @@ async fn friendly_durations_are_refused_everywhere_and_nothing_is_evicted() {
 /// stream even though the job is retried; the stream then follows the retry to 100.
 #[tokio::test]
 async fn a_failed_attempt_is_an_sse_error_and_the_stream_follows_the_retry() {
-    let db = TestDb::migrated();
-    let pool = db.pool().await;
-    let dir = tempfile::tempdir().unwrap();
-    let d = evict_daemon(&db, dir.path()).await;
+    let (_db, pool, _dir, d) = evict_setup().await;
     for _ in 0..4 {
         conversation(&pool, Some("40 days"), 2).await;
     }
