@@ -18,6 +18,7 @@ impl Settings {
         mask(&mut copy.auth.admin_token);
         mask(&mut copy.embedding.api_key);
         mask(&mut copy.extraction.api_key);
+        mask(&mut copy.blobs.download_url_key);
         for key in &mut copy.auth.keys {
             mask(&mut key.token);
         }

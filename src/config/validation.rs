@@ -8,6 +8,7 @@ use memwarden_jobs::vector::backend::{IndexedAs, HNSW_MAX_HALFVEC_DIMS};
 use memwarden_jobs::vector::BackendChoice;
 
 use super::schedules::DEFAULT_NAMES;
+use super::work::DOWNLOAD_URL_KEY_MIN;
 use super::{ConfigError, Settings};
 
 type Check = Result<(), ConfigError>;
@@ -159,6 +160,14 @@ impl Settings {
             self.eviction.max_transaction_ms >= Duration::from_millis(10),
             "eviction.max_transaction_ms",
             "must be at least 10",
+        )?;
+        require(
+            self.blobs
+                .download_url_key
+                .as_ref()
+                .is_none_or(|k| k.trim().len() >= DOWNLOAD_URL_KEY_MIN),
+            "blobs.download_url_key",
+            format!("must be at least {DOWNLOAD_URL_KEY_MIN} characters"),
         )
     }
 }

@@ -153,18 +153,30 @@ impl Default for EnrichmentConfig {
     }
 }
 
+#[serde_as]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BlobSettings {
     /// The directory of blob files (one file per blob, named by its storage key), shared with
     /// the memory service.
     pub dir: String,
+    /// The secret that signs the admin API's download URLs (HMAC-SHA256, at least 32
+    /// characters). Without it the admin API issues none (503).
+    pub download_url_key: Option<String>,
+    /// How long a download URL stays valid, in seconds (Memory Service's default: 5 minutes).
+    #[serde_as(as = "PositiveSeconds")]
+    pub download_url_expires_in: Duration,
 }
+
+/// The shortest `blobs.download_url_key` accepted: 256 bits of base64 or hex.
+pub const DOWNLOAD_URL_KEY_MIN: usize = 32;
 
 impl Default for BlobSettings {
     fn default() -> Self {
         Self {
             dir: "blobs".into(),
+            download_url_key: None,
+            download_url_expires_in: Duration::from_secs(300),
         }
     }
 }

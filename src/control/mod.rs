@@ -11,6 +11,7 @@ pub mod auth;
 pub mod compat;
 pub mod config_reload;
 pub mod cursor;
+pub mod download_token;
 pub mod events;
 pub mod extract;
 pub mod follow;
@@ -40,6 +41,7 @@ use utoipa_axum::routes;
 use crate::app::App;
 use crate::config::Role;
 use auth::{Need, PublicRoute};
+use compat::memory_service_admin::{attachment_content, attachments, conversations};
 use compat::{automem, goodmem, goodmem_log_policies, goodmem_log_policy_list, memory_service};
 use problem::{Problem, REQUEST_PATH};
 
@@ -88,6 +90,10 @@ pub fn routes(app: &App) -> (Router<App>, utoipa::openapi::OpenApi) {
         PublicRoute::EnrichmentStatus,
         Routes::new().routes(routes!(automem::status)),
     );
+    let signed_download = public(
+        PublicRoute::SignedDownload,
+        Routes::new().routes(routes!(attachment_content::signed_download)),
+    );
 
     let auditor = Routes::new()
         .routes(routes!(lifecycle::status))
@@ -101,7 +107,13 @@ pub fn routes(app: &App) -> (Router<App>, utoipa::openapi::OpenApi) {
         .routes(routes!(events::stream))
         .routes(routes!(memory_service::events))
         .routes(routes!(goodmem_log_policy_list::list))
-        .routes(routes!(goodmem_log_policies::get_one));
+        .routes(routes!(goodmem_log_policies::get_one))
+        .routes(routes!(conversations::list))
+        .routes(routes!(conversations::get_one))
+        .routes(routes!(attachments::list))
+        .routes(routes!(attachments::get_one))
+        .routes(routes!(attachment_content::content))
+        .routes(routes!(attachment_content::download_url));
 
     let indexer = Routes::new()
         .routes(routes!(jobs::enqueue))
@@ -128,7 +140,10 @@ pub fn routes(app: &App) -> (Router<App>, utoipa::openapi::OpenApi) {
         .routes(routes!(goodmem_log_policies::create))
         .routes(routes!(goodmem_log_policies::delete))
         .routes(routes!(automem::sync))
-        .routes(routes!(memory_service::evict));
+        .routes(routes!(memory_service::evict))
+        .routes(routes!(conversations::delete))
+        .routes(routes!(conversations::restore))
+        .routes(routes!(attachments::delete));
 
     OpenApiRouter::with_openapi(openapi::Frame::openapi())
         .merge(open)
@@ -136,6 +151,7 @@ pub fn routes(app: &App) -> (Router<App>, utoipa::openapi::OpenApi) {
         .merge(readyz)
         .merge(metrics)
         .merge(enrichment_status)
+        .merge(signed_download)
         .merge(guarded(app, Need::Role(Role::Auditor), auditor))
         .merge(guarded(app, Need::AdminOrIndexer, indexer))
         .merge(guarded(app, Need::Role(Role::Admin), admin))

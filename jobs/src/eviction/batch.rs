@@ -46,6 +46,7 @@ macro_rules! release_blobs {
          WHERE b.id = x.blob_id RETURNING b.id)"
     };
 }
+pub(super) use release_blobs;
 
 /// Each batch deletes the candidates that are still due when the delete reaches them: a row
 /// restored or changed since the candidates were read is rechecked by the `WHERE` (PostgreSQL
@@ -187,24 +188,7 @@ pub(super) async fn run_batch(
         .bind(cursor)
         .fetch_one(&mut *tx)
         .await?;
-    let freed = if touched.is_empty() {
-        Vec::new()
-    } else {
-        sqlx::query_as(FREE_BLOBS)
-            .bind(&touched)
-            .fetch_all(&mut *tx)
-            .await?
-    };
-    // The runtime runs handlers with asynchronous commit, which releases a batch's locks
-    // without waiting for the WAL flush (a busy disk can stretch that to hundreds of
-    // milliseconds); a batch lost in a crash is harmless, its rows are still due. A batch
-    // that frees blobs commits synchronously, because its files are removed once it has.
-    if !freed.is_empty() {
-        sqlx::query("SELECT set_config('synchronous_commit', 'on', true)")
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
+    let freed = free_and_commit(tx, &touched).await?;
     Ok(Batch {
         seen,
         cursor,
@@ -213,6 +197,35 @@ pub(super) async fn run_batch(
         attachments,
         freed,
     })
+}
+
+/// Ends a transaction that took references off the blobs `touched`: the blobs left with none
+/// lose their rows in it, and their keys and sizes come back for `remove_files` once it has
+/// committed.
+pub(super) async fn free_and_commit(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    touched: &[uuid::Uuid],
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let freed: Vec<(String, i64)> = if touched.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(FREE_BLOBS)
+            .bind(touched)
+            .fetch_all(&mut *tx)
+            .await?
+    };
+    // The runtime runs handlers with asynchronous commit, which releases a batch's locks
+    // without waiting for the WAL flush (a busy disk can stretch that to hundreds of
+    // milliseconds); a batch lost in a crash is harmless, its rows are still due. A
+    // transaction that frees blobs commits synchronously, because its files are removed once
+    // it has.
+    if !freed.is_empty() {
+        sqlx::query("SELECT set_config('synchronous_commit', 'on', true)")
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(freed)
 }
 
 /// Sizes batches to a time budget of a quarter of the transaction limit, so that a batch that

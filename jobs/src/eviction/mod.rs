@@ -9,6 +9,7 @@
 //! leaves a row pointing at a missing file (a crash in between can leave an orphan file,
 //! which nothing references).
 
+mod attachment;
 mod batch;
 mod input;
 
@@ -20,6 +21,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::Progress;
+pub use attachment::{delete_attachment, AttachmentDeleted};
 use batch::{count_due, remove_files, run_batch, BatchSizer, OVERRUNS_ALLOWED, QUERY_CANCELED};
 pub use input::{parse_resource_types, EvictionInputError, ResourceType, RetentionPeriod};
 

@@ -6,3 +6,4 @@ pub mod goodmem;
 pub mod goodmem_log_policies;
 pub mod goodmem_log_policy_list;
 pub mod memory_service;
+pub mod memory_service_admin;
