@@ -280,7 +280,7 @@ mod tests {
     #[test]
     fn secrets_are_masked() {
         let s = load(
-            "[database]\nurl = \"postgres://u:hunter2@h/db\"\n[auth]\napi_token = \"sekrit-api\"\n[[auth.keys]]\nclient_id = \"sdk\"\nrole = \"admin\"\ntoken = \"sekrit-key\"\n",
+            "[database]\nurl = \"postgres://u:hunter2@h/db\"\n[auth]\napi_token = \"sekrit-api\"\n[blobs]\ndownload_url_key = \"sekrit-sekrit-sekrit-sekrit-sekrit\"\n[[auth.keys]]\nclient_id = \"sdk\"\nrole = \"admin\"\ntoken = \"sekrit-key\"\n",
             &[],
         )
         .unwrap();
@@ -352,6 +352,14 @@ mod tests {
             ),
             ("[queue]\nheartbeat = 40\n", "queue.heartbeat"),
             ("[kinds.sync]\ntimeout = 0\n", "kinds.sync.timeout"),
+            (
+                "[blobs]\ndownload_url_key = \"too short\"\n",
+                "blobs.download_url_key",
+            ),
+            (
+                "[blobs]\ndownload_url_expires_in = 0\n",
+                "blobs.download_url_expires_in",
+            ),
         ] {
             let e = load(text, &[]).unwrap_err().to_string();
             assert!(e.contains(key), "{text}: {e}");
