@@ -16,6 +16,7 @@
 //! - [`eviction`]: permanent deletion of soft-deleted rows past a retention period.
 //! - [`retrieve_logs`]: retention of GoodMem's RetrieveMemory log rows, in short batches.
 //! - [`memories`]: the store read as an operator does: memories and their enrichment state.
+//! - [`memory_config`]: Compozy's memory configurations: their shape and their checks.
 
 pub mod args;
 mod bulk;
@@ -24,6 +25,7 @@ pub mod enrichment;
 pub mod eviction;
 pub mod extraction;
 pub mod memories;
+pub mod memory_config;
 pub mod reembed;
 pub mod retrieve_logs;
 pub mod sync;
