@@ -41,6 +41,7 @@ use utoipa_axum::routes;
 use crate::app::App;
 use crate::config::Role;
 use auth::{Need, PublicRoute};
+use compat::compozy;
 use compat::memory_service_admin::{attachment_content, attachments, conversations};
 use compat::{automem, goodmem, goodmem_log_policies, goodmem_log_policy_list, memory_service};
 use problem::{Problem, REQUEST_PATH};
@@ -113,7 +114,9 @@ pub fn routes(app: &App) -> (Router<App>, utoipa::openapi::OpenApi) {
         .routes(routes!(attachments::list))
         .routes(routes!(attachments::get_one))
         .routes(routes!(attachment_content::content))
-        .routes(routes!(attachment_content::download_url));
+        .routes(routes!(attachment_content::download_url))
+        .routes(routes!(compozy::list::list))
+        .routes(routes!(compozy::memory::get_one));
 
     let indexer = Routes::new()
         .routes(routes!(jobs::enqueue))
@@ -143,7 +146,8 @@ pub fn routes(app: &App) -> (Router<App>, utoipa::openapi::OpenApi) {
         .routes(routes!(memory_service::evict))
         .routes(routes!(conversations::delete))
         .routes(routes!(conversations::restore))
-        .routes(routes!(attachments::delete));
+        .routes(routes!(attachments::delete))
+        .routes(routes!(compozy::memory::put, compozy::memory::delete));
 
     OpenApiRouter::with_openapi(openapi::Frame::openapi())
         .merge(open)

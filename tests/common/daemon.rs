@@ -63,6 +63,20 @@ impl DaemonBuilder {
         self
     }
 
+    /// One key per role, client `<prefix>-<role>` with the token `<prefix>-<role>-key`, as a
+    /// vendor's operators configure their admin, auditor and indexer clients.
+    pub fn with_role_keys(self, prefix: &str) -> Self {
+        let keys: String = ["admin", "auditor", "indexer"]
+            .iter()
+            .map(|role| {
+                format!(
+                    "[[auth.keys]]\nclient_id = \"{prefix}-{role}\"\nrole = \"{role}\"\ntoken = \"{prefix}-{role}-key\"\n"
+                )
+            })
+            .collect();
+        self.config(&keys)
+    }
+
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.into(), v.into()));
         self

@@ -15,11 +15,7 @@ const BASE: &str = "/v1/admin/retrieve-memory-log-policies";
 
 async fn daemon(db: &TestDb) -> Daemon {
     Daemon::builder(&db.url)
-        .config(&format!(
-            "[[auth.keys]]\nclient_id = \"goodmem-admin\"\nrole = \"admin\"\ntoken = \"{ADMIN_KEY}\"\n\
-             [[auth.keys]]\nclient_id = \"goodmem-auditor\"\nrole = \"auditor\"\ntoken = \"{AUDITOR_KEY}\"\n\
-             [[auth.keys]]\nclient_id = \"goodmem-indexer\"\nrole = \"indexer\"\ntoken = \"{INDEXER_KEY}\"\n"
-        ))
+        .with_role_keys("goodmem")
         .ready()
         .await
 }

@@ -6,6 +6,7 @@ mod auth;
 mod automem;
 mod automem_wire;
 mod cli;
+mod compozy;
 mod config;
 mod cron;
 mod deploy;

@@ -2,6 +2,7 @@
 //! adapter over the native core, so their operators' clients and scripts work unchanged.
 
 pub mod automem;
+pub mod compozy;
 pub mod goodmem;
 pub mod goodmem_log_policies;
 pub mod goodmem_log_policy_list;

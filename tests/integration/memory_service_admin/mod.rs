@@ -21,12 +21,10 @@ pub(super) const URL_KEY: &str = "download-url-key-of-thirty-two-characters";
 pub(super) async fn daemon(db: &TestDb, blobs: &Path, extra: &str) -> Daemon {
     Daemon::builder(&db.url)
         .config(&format!(
-            "[blobs]\ndir = \"{}\"\n{extra}\n\
-             [[auth.keys]]\nclient_id = \"ms-admin\"\nrole = \"admin\"\ntoken = \"{ADMIN_KEY}\"\n\
-             [[auth.keys]]\nclient_id = \"ms-auditor\"\nrole = \"auditor\"\ntoken = \"{AUDITOR_KEY}\"\n\
-             [[auth.keys]]\nclient_id = \"ms-indexer\"\nrole = \"indexer\"\ntoken = \"{INDEXER_KEY}\"\n",
+            "[blobs]\ndir = \"{}\"\n{extra}\n",
             blobs.display()
         ))
+        .with_role_keys("ms")
         .ready()
         .await
 }
