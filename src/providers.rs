@@ -3,6 +3,7 @@
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
+use memwarden_jobs::embedding::{CoalesceSettings, CoalescingEmbedder};
 use memwarden_jobs::reembed::BulkSettings;
 use memwarden_jobs::{
     Embedder, EnrichmentSettings, Extractor, HashEmbedder, LlmExtractionConfig, LlmExtractor,
@@ -29,6 +30,29 @@ pub fn embedder(settings: &Settings) -> anyhow::Result<Arc<dyn Embedder>> {
             e.expected_dims().unwrap_or(HashEmbedder::DEFAULT_DIMS),
         )),
     })
+}
+
+/// The embedder enrichment uses. For an `openai` provider, its requests are paced to
+/// `requests_per_minute` and `tokens_per_minute`, at most `concurrency` in flight, and with
+/// `embedding.coalesce` the embeddings of concurrent enrichments share requests; without it,
+/// each memory is its own request. Unpaced, a burst of enrichments meets the provider's 429s,
+/// and their `retry-after-ms` of a few milliseconds spends a job's attempts in seconds.
+pub fn enrichment_embedder(settings: &Settings) -> anyhow::Result<Arc<dyn Embedder>> {
+    let base = embedder(settings)?;
+    let e = &settings.embedding;
+    if e.provider != EmbeddingProvider::Openai {
+        return Ok(base);
+    }
+    Ok(Arc::new(CoalescingEmbedder::new(
+        base,
+        CoalesceSettings {
+            max_inputs: if e.coalesce { e.max_batch_inputs } else { 1 },
+            max_wait: e.coalesce_wait_ms,
+            max_in_flight: e.concurrency.get() as usize,
+            requests_per_minute: Some(e.requests_per_minute.get()),
+            tokens_per_minute: e.tokens_per_minute.map(NonZeroU32::get),
+        },
+    )))
 }
 
 pub fn extractor(settings: &Settings) -> anyhow::Result<Arc<dyn Extractor>> {

@@ -10,15 +10,67 @@ use anyhow::{bail, Context, Result};
 use memwarden::config::QueueConfig;
 use memwarden::startup::Kinds;
 
+use super::fake_provider::FakeProvider;
 use super::support::{bench_settings, in_fresh_database, migrated_pool, rss_mb, start_daemon};
 
 pub async fn enrich(server_url: &str, n: i64, owners: i64, concurrency: u32) -> Result<()> {
-    in_fresh_database(server_url, "enrich", |url| run(url, n, owners, concurrency)).await
+    in_fresh_database(server_url, "enrich", |url| async move {
+        run(url, n, owners, concurrency, "").await.map(|_| ())
+    })
+    .await
 }
 
-async fn run(url: String, n: i64, owners: i64, concurrency: u32) -> Result<()> {
+/// `memwarden bench enrich-remote`: the same enrichment against an OpenAI-compatible provider
+/// of `latency` per request and `rpm` requests a minute, one request per memory and then
+/// coalesced, each on a fresh database, side by side.
+pub async fn enrich_remote(
+    server_url: &str,
+    n: i64,
+    owners: i64,
+    concurrency: u32,
+    latency: Duration,
+    rpm: u32,
+) -> Result<()> {
+    let mut rates = Vec::new();
+    for (mode, coalesce) in [("one request per memory", false), ("coalesced", true)] {
+        let provider = FakeProvider::start(latency, rpm).await?;
+        let config = format!(
+            "[embedding]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"text-embedding-3-small\"\n\
+             dimensions = 384\nrequests_per_minute = {rpm}\ncoalesce = {coalesce}\n",
+            provider.url
+        );
+        println!(
+            "-- {mode}: provider {} ms per request, {rpm} requests/min",
+            latency.as_millis()
+        );
+        let rate = std::sync::Arc::new(std::sync::Mutex::new(0.0));
+        let out = rate.clone();
+        in_fresh_database(server_url, "enrich_remote", |url| async move {
+            *out.lock().expect("rate") = run(url, n, owners, concurrency, &config).await?;
+            Ok(())
+        })
+        .await?;
+        let (requests, inputs, limited) = provider.counts();
+        println!(
+            "provider: {requests} requests answered ({:.1} inputs each), {limited} refused with 429",
+            inputs as f64 / requests.max(1) as f64
+        );
+        rates.push((mode, *rate.lock().expect("rate")));
+    }
+    println!(
+        "memwarden enrich-remote N={n} C={concurrency} latency={} ms rpm={rpm}:",
+        latency.as_millis()
+    );
+    for (mode, rate) in &rates {
+        println!("  {mode}: {rate:.0} memories/s");
+    }
+    Ok(())
+}
+
+/// Enriches `n` new memories on a daemon configured with `config`; the rate, in memories/s.
+async fn run(url: String, n: i64, owners: i64, concurrency: u32, config: &str) -> Result<f64> {
     let pool = migrated_pool(&url).await?;
-    let mut settings = bench_settings("", &url)?;
+    let mut settings = bench_settings(config, &url)?;
     settings.queues.insert(
         "default".into(),
         QueueConfig {
@@ -73,7 +125,7 @@ async fn run(url: String, n: i64, owners: i64, concurrency: u32) -> Result<()> {
     let status = drained_enrichment_status(port).await?;
     println!("GET /enrichment/status: {status}");
     daemon.stop(Duration::from_secs(10)).await?;
-    Ok(())
+    Ok(n as f64 / dt)
 }
 
 /// AutoMem's `GET /enrichment/status` from the daemon's control port, once its `queue_depth`

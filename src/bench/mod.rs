@@ -4,13 +4,14 @@
 
 mod enrich;
 mod evict;
+mod fake_provider;
 mod queue;
 mod reembed;
 mod store;
 mod support;
 mod sync;
 
-pub use enrich::enrich;
+pub use enrich::{enrich, enrich_remote};
 pub use evict::evict;
 pub use queue::queue;
 pub use reembed::reembed;

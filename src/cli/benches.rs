@@ -22,6 +22,25 @@ pub enum BenchCommand {
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
+    /// Enrichment against an OpenAI-compatible provider with a fixed latency and a
+    /// requests-per-minute limit (served in-process), one request per memory and coalesced,
+    /// side by side.
+    EnrichRemote {
+        #[arg(long, default_value_t = 3_000)]
+        memories: i64,
+        #[arg(long, default_value_t = 100)]
+        owners: i64,
+        #[arg(long, default_value_t = 128)]
+        concurrency: u32,
+        /// Milliseconds the provider takes per request.
+        #[arg(long, default_value_t = 100)]
+        latency_ms: u64,
+        /// The provider's requests-per-minute limit (429 above it).
+        #[arg(long, default_value_t = 3_000)]
+        rpm: u32,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
     /// Reembed of N memories with the configured embedder (hash by default), end to end
     /// through the daemon's queue.
     Reembed {
@@ -115,6 +134,27 @@ pub async fn run(cli: &Cli, cmd: &BenchCommand) -> Result<ExitCode> {
             concurrency,
             database_url,
         } => crate::bench::enrich(database_url, *memories, *owners, *concurrency).await?,
+        BenchCommand::EnrichRemote {
+            memories,
+            owners,
+            concurrency,
+            latency_ms,
+            rpm,
+            database_url,
+        } => {
+            if *rpm < 1 || *concurrency < 1 {
+                anyhow::bail!("--rpm and --concurrency must be at least 1");
+            }
+            crate::bench::enrich_remote(
+                database_url,
+                *memories,
+                *owners,
+                *concurrency,
+                Duration::from_millis(*latency_ms),
+                *rpm,
+            )
+            .await?
+        }
         BenchCommand::Evict {
             conversations,
             batch_size,

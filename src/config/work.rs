@@ -42,6 +42,14 @@ pub struct EmbeddingSettings {
     pub requests_per_minute: NonZeroU32,
     /// Provider requests bulk work keeps in flight at once (within `requests_per_minute`).
     pub concurrency: NonZeroU32,
+    /// Enrichment's embeddings of concurrent memories go to an `openai` provider in batched
+    /// requests, paced to `requests_per_minute` and `tokens_per_minute`.
+    pub coalesce: bool,
+    /// How long the first memory of a batch waits for others (milliseconds).
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    pub coalesce_wait_ms: Duration,
+    /// The provider's tokens-per-minute limit, counting 4 characters a token; none: unpaced.
+    pub tokens_per_minute: Option<NonZeroU32>,
 }
 
 impl Default for EmbeddingSettings {
@@ -58,6 +66,9 @@ impl Default for EmbeddingSettings {
             max_retries: 5,
             requests_per_minute: NonZeroU32::new(3000).expect("non-zero"),
             concurrency: NonZeroU32::new(4).expect("non-zero"),
+            coalesce: true,
+            coalesce_wait_ms: Duration::from_millis(5),
+            tokens_per_minute: None,
         }
     }
 }

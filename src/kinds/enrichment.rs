@@ -58,7 +58,7 @@ impl EnrichmentHandler {
         }
         let enricher = Enricher::new(
             pool.clone(),
-            crate::providers::embedder(&settings)?,
+            crate::providers::enrichment_embedder(&settings)?,
             crate::providers::extractor(&settings)?,
             crate::providers::enrichment_settings(&settings),
         );

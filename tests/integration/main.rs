@@ -10,6 +10,7 @@ mod compozy;
 mod config;
 mod cron;
 mod deploy;
+mod enrichment_remote;
 mod eviction;
 mod goodmem;
 mod goodmem_log_policies;

@@ -11,7 +11,6 @@
 //!   state as the checkpoint. A crash between the two redoes at most one write, and the
 //!   counts come from the checkpoint, so they count each memory once.
 
-mod pacer;
 mod selection;
 
 use std::sync::Arc;
@@ -25,10 +24,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
 
+use crate::embedding::pacer::Pacer;
 use crate::embedding::{EmbedError, Embedder};
 use crate::vector::{EmbeddingRecord, IndexError, VectorIndex};
 use crate::{Checkpoint, CheckpointError};
-use pacer::Pacer;
 use selection::Memory;
 
 pub use selection::Selection;

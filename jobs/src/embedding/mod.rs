@@ -5,14 +5,17 @@
 //! returns exactly one vector of [`Embedder::dims`] floats per input, in input order, or an
 //! [`EmbedError`]; a short or malformed answer is never passed on, so it is never stored.
 
+mod coalesce;
 mod hash;
 mod openai;
 mod openai_wire;
+pub(crate) mod pacer;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use coalesce::{CoalesceSettings, CoalescingEmbedder};
 pub use hash::HashEmbedder;
 pub use openai::{
     estimate_tokens, native_dims, plan_batches, OpenAiEmbedder, OpenAiEmbeddingConfig,
