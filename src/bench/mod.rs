@@ -7,13 +7,15 @@ mod evict;
 mod fake_provider;
 mod queue;
 mod reembed;
+mod replicas;
 mod store;
 mod support;
 mod sync;
 
 pub use enrich::{enrich, enrich_remote};
 pub use evict::evict;
-pub use queue::queue;
+pub use queue::{queue, Prefill};
 pub use reembed::reembed;
+pub use replicas::replicas;
 pub use store::{store, StoreBench};
 pub use sync::sync;

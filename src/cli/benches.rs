@@ -41,6 +41,20 @@ pub enum BenchCommand {
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
+    /// Replicas on one database: aggregate throughput of N jobs, and the rescue of a crashed
+    /// replica's expired leases, for each replica count.
+    Replicas {
+        #[arg(long, default_value_t = 100_000)]
+        jobs: usize,
+        /// Workers per replica.
+        #[arg(long, default_value_t = 24)]
+        concurrency: u32,
+        /// Replica counts to run, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2, 4])]
+        replicas: Vec<usize>,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
     /// Reembed of N memories with the configured embedder (hash by default), end to end
     /// through the daemon's queue.
     Reembed {
@@ -114,6 +128,12 @@ pub enum BenchCommand {
         /// Latency samples (at least 1).
         #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
         samples: u64,
+        /// Succeeded jobs (with their attempt rows) already in the table.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..))]
+        history: i64,
+        /// Pending jobs of the same queue, due in an hour, already in the table.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..))]
+        backlog: i64,
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
@@ -126,14 +146,40 @@ pub async fn run(cli: &Cli, cmd: &BenchCommand) -> Result<ExitCode> {
             jobs,
             concurrency,
             samples,
+            history,
+            backlog,
             database_url,
-        } => crate::bench::queue(database_url, *jobs, *concurrency, *samples as usize).await?,
+        } => {
+            let prefill = crate::bench::Prefill {
+                history: *history,
+                backlog: *backlog,
+            };
+            crate::bench::queue(
+                database_url,
+                *jobs,
+                *concurrency,
+                *samples as usize,
+                prefill,
+            )
+            .await?
+        }
         BenchCommand::Enrich {
             memories,
             owners,
             concurrency,
             database_url,
         } => crate::bench::enrich(database_url, *memories, *owners, *concurrency).await?,
+        BenchCommand::Replicas {
+            jobs,
+            concurrency,
+            replicas,
+            database_url,
+        } => {
+            if replicas.iter().any(|k| *k < 1) || *concurrency < 1 {
+                anyhow::bail!("--replicas and --concurrency must be at least 1");
+            }
+            crate::bench::replicas(database_url, *jobs, *concurrency, replicas).await?
+        }
         BenchCommand::EnrichRemote {
             memories,
             owners,
