@@ -108,6 +108,16 @@ impl MemoryPrivacyArgs {
     }
 }
 
+/// The `memory-policies-catchup` job's args (none): the schedule that enqueues a flush for
+/// every conversation found over its limits, in case a trigger-enqueued one was lost.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryPoliciesCatchUpArgs {}
+
+impl crate::JobArgs for MemoryPoliciesCatchUpArgs {
+    const KIND: &'static str = "memory-policies-catchup";
+}
+
 /// The project of a conversation that names none.
 pub const DEFAULT_PROJECT: &str = "default";
 
