@@ -17,6 +17,7 @@
 //! - [`retrieve_logs`]: retention of GoodMem's RetrieveMemory log rows, in short batches.
 //! - [`memories`]: the store read as an operator does: memories and their enrichment state.
 //! - [`memory_config`]: Compozy's memory configurations: their shape and their checks.
+//! - [`memory_policies`]: the work they drive: flush (trim or summarise), expiry and privacy.
 
 pub mod args;
 mod bulk;
@@ -26,6 +27,7 @@ pub mod eviction;
 pub mod extraction;
 pub mod memories;
 pub mod memory_config;
+pub mod memory_policies;
 pub mod reembed;
 pub mod retrieve_logs;
 pub mod sync;

@@ -304,7 +304,7 @@ mod tests {
         assert_eq!(sync.kind, "sync");
         assert_eq!(sync.source, ScheduleSource::Config);
         let shown = s.masked_toml();
-        assert_eq!(shown.matches("[[schedules]]").count(), 5, "{shown}");
+        assert_eq!(shown.matches("[[schedules]]").count(), 7, "{shown}");
         assert!(shown.contains("enrichment-catchup"), "{shown}");
     }
 

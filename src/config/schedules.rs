@@ -1,9 +1,11 @@
-//! Cron schedules as configured: the four defaults of spec/queue.md and the daily
-//! `retrieve-log-retention`, and `[[schedules]]`
+//! Cron schedules as configured: the four defaults of spec/queue.md, the daily
+//! `retrieve-log-retention`, the memory configurations' hourly `memory-expiry` and
+//! five-minutely `memory-policies-catchup`, and `[[schedules]]`
 //! entries that add a schedule or override a default by name. An override names only what it
 //! changes (`name = "sync"` with `enabled = false` switches the default off).
 
 use memwarden_jobs::eviction::EvictionArgs;
+use memwarden_jobs::memory_policies::{MemoryExpiryArgs, MemoryPoliciesCatchUpArgs};
 use memwarden_jobs::retrieve_logs::RetrieveLogRetentionArgs;
 use memwarden_jobs::sync::SyncArgs;
 use memwarden_jobs::{CatchUpArgs, JobArgs};
@@ -71,12 +73,14 @@ impl ScheduleSpec {
 }
 
 /// The names of the default schedules, which an entry may override without `cron` and `kind`.
-pub const DEFAULT_NAMES: [&str; 5] = [
+pub const DEFAULT_NAMES: [&str; 7] = [
     "job-purge",
     "sync",
     "eviction",
     "enrichment-catchup",
     "retrieve-log-retention",
+    "memory-expiry",
+    "memory-policies-catchup",
 ];
 
 fn default_schedule(name: &str, cron: &str, kind: &str, args: Value) -> ScheduleSpec {
@@ -93,8 +97,8 @@ fn default_schedule(name: &str, cron: &str, kind: &str, args: Value) -> Schedule
 }
 
 impl Settings {
-    /// The four defaults of spec/queue.md and the daily RetrieveMemory log retention, their
-    /// args taken from the settings they follow.
+    /// The four defaults of spec/queue.md, the daily RetrieveMemory log retention and the two
+    /// memory-configuration schedules, their args taken from the settings they follow.
     pub fn default_schedules(&self) -> Vec<ScheduleSpec> {
         vec![
             // The queue's own kind (`queue::purge::PurgeArgs`, whose test checks the name).
@@ -125,6 +129,18 @@ impl Settings {
                 "0 45 3 * * *",
                 RetrieveLogRetentionArgs::KIND,
                 json!({"retention_s": self.retrieve_logs.retention.as_secs_f64()}),
+            ),
+            default_schedule(
+                "memory-expiry",
+                "0 20 * * * *",
+                MemoryExpiryArgs::KIND,
+                json!({}),
+            ),
+            default_schedule(
+                "memory-policies-catchup",
+                "30 */5 * * * *",
+                MemoryPoliciesCatchUpArgs::KIND,
+                json!({}),
             ),
         ]
     }

@@ -5,12 +5,16 @@
 mod bulk;
 mod enrichment;
 mod eviction;
+mod memory_policies;
 mod retrieve_logs;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use memwarden_jobs::eviction::EvictionArgs;
+use memwarden_jobs::memory_policies::{
+    MemoryExpiryArgs, MemoryFlushArgs, MemoryPoliciesCatchUpArgs, MemoryPrivacyArgs, PolicySettings,
+};
 use memwarden_jobs::reembed::ReembedArgs;
 use memwarden_jobs::retrieve_logs::RetrieveLogRetentionArgs;
 use memwarden_jobs::sync::SyncArgs;
@@ -45,7 +49,15 @@ pub fn registry(live: watch::Receiver<Arc<Settings>>) -> anyhow::Result<Registry
             settings: live.clone(),
         })
         .register_kind::<SyncArgs>(bulk::SyncHandler { settings: live })
-        .register_kind::<CatchUpArgs>(enrichment::CatchUpHandler::new(settings));
+        .register_kind::<CatchUpArgs>(enrichment::CatchUpHandler::new(settings))
+        .register_kind::<MemoryFlushArgs>(memory_policies::MemoryFlushHandler)
+        .register_kind::<MemoryExpiryArgs>(memory_policies::MemoryExpiryHandler {
+            settings: PolicySettings::default(),
+        })
+        .register_kind::<MemoryPrivacyArgs>(memory_policies::MemoryPrivacyHandler {
+            settings: PolicySettings::default(),
+        })
+        .register_kind::<MemoryPoliciesCatchUpArgs>(memory_policies::MemoryPoliciesCatchUpHandler);
     if settings.testing.probe_kinds {
         registry = registry.register_kind::<ProbeArgs>(ProbeHandler);
     }

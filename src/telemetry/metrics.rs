@@ -22,6 +22,7 @@ pub const QUEUE_PAUSED: &str = "memwarden_queue_paused";
 pub const SYNC_DRIFT: &str = "memwarden_sync_drift";
 pub const EVICTED: &str = "memwarden_evicted_total";
 pub const PURGED: &str = "memwarden_purged_total";
+pub const MEMORY_POLICY_ENTRIES: &str = "memwarden_memory_policy_entries_total";
 pub const ENRICHMENT_PROCESSED: &str = "memwarden_enrichment_processed_total";
 pub const ENRICHMENT_FAILED: &str = "memwarden_enrichment_failed_total";
 pub const LEASE_LOST: &str = "memwarden_lease_lost_total";
@@ -47,6 +48,7 @@ pub const ALL: &[&str] = &[
     SYNC_DRIFT,
     EVICTED,
     PURGED,
+    MEMORY_POLICY_ENTRIES,
     ENRICHMENT_PROCESSED,
     ENRICHMENT_FAILED,
     LEASE_LOST,
@@ -99,6 +101,10 @@ fn describe_all() {
     );
     describe_counter!(EVICTED, "Rows evicted, by resource type");
     describe_counter!(PURGED, "Rows removed by job-purge, by table");
+    describe_counter!(
+        MEMORY_POLICY_ENTRIES,
+        "Conversation entries the memory-configuration jobs changed, by action (trimmed, summarised, expired, redacted, dropped)"
+    );
     describe_counter!(ENRICHMENT_PROCESSED, "Memories enriched by this process");
     describe_counter!(
         ENRICHMENT_FAILED,

@@ -16,6 +16,7 @@ mod goodmem;
 mod goodmem_log_policies;
 mod harness;
 mod lifecycle;
+mod memory_policies;
 mod memory_service_admin;
 mod openapi;
 mod queue;

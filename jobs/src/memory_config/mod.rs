@@ -16,7 +16,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use durations::parse_duration;
-pub use validation::{check_id, InvalidConfig, REDACT_PATTERNS_MAX, REDACT_PATTERN_MAX_LEN};
+pub use validation::{
+    check_id, compile_pattern, InvalidConfig, REDACT_PATTERNS_MAX, REDACT_PATTERN_MAX_LEN,
+};
 
 /// What drives the memory's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -43,6 +43,13 @@ fn duration(field: &str, value: &Option<String>) -> Result<(), InvalidConfig> {
     }
 }
 
+/// A redaction pattern compiled as validation checks it, for the jobs that apply it.
+pub fn compile_pattern(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    RegexBuilder::new(pattern)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+}
+
 /// A memory id: 1 to 128 letters, digits, `_`, `-` or `.`, starting with a letter or digit.
 pub fn check_id(id: &str) -> Result<(), InvalidConfig> {
     let mut chars = id.chars();
@@ -183,9 +190,7 @@ impl MemoryConfig {
             )?;
             // The regex crate matches in linear time, and refuses backreferences and
             // look-around, the constructs that make other engines backtrack for ever.
-            RegexBuilder::new(pattern)
-                .size_limit(REGEX_SIZE_LIMIT)
-                .build()
+            compile_pattern(pattern)
                 .map_err(|e| invalid(&field, format!("does not compile: {e}")))?;
         }
         for (i, t) in p.non_persistable_message_types.iter().enumerate() {

@@ -7,6 +7,7 @@ mod common;
 mod edges;
 mod enrichment;
 mod eviction;
+mod memory_policies;
 mod providers;
 mod retrieve_logs;
 mod store;
