@@ -86,3 +86,71 @@ async fn trigger_enqueued_jobs_flush_and_redact_a_conversation() {
     );
     assert!(shown.contains("memory-flush"), "{shown}");
 }
+
+/// Compozy's PUT that adds a redaction pattern applies it to the entries already written.
+#[tokio::test]
+async fn a_put_that_changes_the_privacy_policy_redacts_what_was_written() {
+    let db = TestDb::migrated();
+    let pool = db.pool().await;
+    let d = Daemon::builder(&db.url)
+        .with_role_keys("compozy")
+        .ready()
+        .await;
+    let put = |config: serde_json::Value, tag: Option<String>| {
+        let mut req = reqwest::Client::new()
+            .put(d.url("/api/v0/memories/chat"))
+            .header("x-api-key", "compozy-admin-key")
+            .json(&config);
+        if let Some(t) = tag {
+            req = req.header("if-match", t);
+        }
+        req.send()
+    };
+    let mut config = json!({"type": "buffer", "persistence": {"type": "in_memory"},
+        "privacy_policy": {"redact_patterns": ["nothing-matches-this"]}});
+    let created = put(config.clone(), None).await.unwrap();
+    assert_eq!(created.status(), 201);
+    let tag = created.headers()["etag"].to_str().unwrap().to_string();
+    let c: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO conversations (owner_id, memory_config_id) VALUES ('o', 'chat') RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO conversation_entries (conversation_id, role, content) \
+         SELECT $1, 'user', 'card 4111-1111-1111-1111 in entry ' || g FROM generate_series(1, 5) g",
+    )
+    .bind(c)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let with_card = format!(
+        "SELECT count(*) FROM conversation_entries WHERE conversation_id = '{c}' AND content LIKE '%4111-%'"
+    );
+    eventually(Duration::from_secs(20), "the first policy ran", || async {
+        count(&pool, "SELECT count(*) FROM memwarden.jobs WHERE kind = 'memory-privacy' AND status = 'succeeded'").await == 1
+    })
+    .await;
+    assert_eq!(
+        count(&pool, &with_card).await,
+        5,
+        "the first pattern matches nothing"
+    );
+
+    config["privacy_policy"]["redact_patterns"] = json!(["\\d{4}-\\d{4}-\\d{4}-\\d{4}"]);
+    config["privacy_policy"]["default_redaction_string"] = json!("[CARD]");
+    let updated = put(config, Some(tag)).await.unwrap();
+    assert_eq!(updated.status(), 200);
+    eventually(
+        Duration::from_secs(20),
+        "the entries written before are redacted",
+        || async { count(&pool, &with_card).await == 0 },
+    )
+    .await;
+    assert_eq!(
+        count(&pool, &format!("SELECT count(*) FROM conversation_entries WHERE conversation_id = '{c}' AND content LIKE 'card [CARD] in entry %'")).await,
+        5
+    );
+    d.assert_no_panic("privacy policy change");
+}

@@ -7,6 +7,8 @@ use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use memwarden_jobs::memory_config::{MemoryConfig, MASKED_KEY};
+use memwarden_jobs::memory_policies::MemoryPrivacyArgs;
+use memwarden_jobs::JobArgs;
 use sqlx::types::Json as SqlJson;
 
 use super::{enveloped, etag, memory_id_of, project_of, shown, MemoryEnvelope, ProjectQuery};
@@ -111,12 +113,12 @@ pub async fn put(
     .fetch_optional(&mut *tx)
     .await
     .map_err(|e| Problem::database("reading a memory configuration", e))?;
-    let exists = match current {
+    let previous = match current {
         None => {
             if let Some(tag) = &if_match {
                 return Err(stale(tag));
             }
-            false
+            None
         }
         Some((old, old_tag)) => {
             let Some(tag) = &if_match else {
@@ -128,9 +130,10 @@ pub async fn put(
                 return Err(stale(tag));
             }
             keep_masked_key(&mut config, &old.0);
-            true
+            Some(old.0)
         }
     };
+    let exists = previous.is_some();
     let created = !exists;
     let tag = etag::of(&config);
     let written = sqlx::query(
@@ -151,6 +154,26 @@ pub async fn put(
         return Err(precondition_required(format!(
             "memory configuration {id:?} was just created: read it and update with `If-Match`"
         )));
+    }
+    // A changed privacy policy is applied to the entries already written, by a job enqueued in
+    // the same transaction as the change, so a crash cannot keep one without the other.
+    let privacy_changed = previous
+        .as_ref()
+        .is_some_and(|old| old.privacy_policy != config.privacy_policy);
+    if privacy_changed && config.privacy_policy.is_some() {
+        let job = MemoryPrivacyArgs::policy_changed(&project, &id);
+        let key = job
+            .unique_key()
+            .map_err(|e| Problem::internal("building the privacy job", e))?;
+        let args = serde_json::to_value(&job)
+            .map_err(|e| Problem::internal("building the privacy job's args", e))?;
+        sqlx::query("SELECT enqueue($1, $2, 'default', 10::smallint, NULL, 25, $3)")
+            .bind(MemoryPrivacyArgs::KIND)
+            .bind(args)
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| Problem::database("enqueueing the privacy job", e))?;
     }
     tx.commit()
         .await
