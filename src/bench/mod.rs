@@ -4,6 +4,7 @@
 
 mod enrich;
 mod evict;
+mod memory;
 mod queue;
 mod reembed;
 mod store;
@@ -12,6 +13,7 @@ mod sync;
 
 pub use enrich::enrich;
 pub use evict::evict;
+pub use memory::memory;
 pub use queue::queue;
 pub use reembed::reembed;
 pub use store::{store, StoreBench};
