@@ -5,6 +5,7 @@
 mod enrich;
 mod evict;
 mod fake_provider;
+mod memory;
 mod queue;
 mod reembed;
 mod replicas;
@@ -14,6 +15,7 @@ mod sync;
 
 pub use enrich::{enrich, enrich_remote};
 pub use evict::evict;
+pub use memory::memory;
 pub use queue::{queue, Prefill};
 pub use reembed::reembed;
 pub use replicas::replicas;

@@ -119,6 +119,16 @@ pub enum BenchCommand {
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
+    /// Memory configurations: N conversations over a hybrid_summary limit flushed with the
+    /// offline summariser (conversations/s), then the privacy policy re-applied (per entry).
+    Memory {
+        #[arg(long, default_value_t = 10_000)]
+        conversations: i64,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
     /// Queue throughput and enqueue-to-start latency, against DATABASE_URL.
     Queue {
         #[arg(long, default_value_t = 20000)]
@@ -253,6 +263,11 @@ pub async fn run(cli: &Cli, cmd: &BenchCommand) -> Result<ExitCode> {
             drift,
             database_url,
         } => crate::bench::sync(database_url, *memories, *drift).await?,
+        BenchCommand::Memory {
+            conversations,
+            concurrency,
+            database_url,
+        } => crate::bench::memory(database_url, *conversations, *concurrency).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
