@@ -20,6 +20,7 @@
 //! - [`memory_policies`]: the work they drive: flush (trim or summarise), expiry and privacy.
 
 pub mod args;
+mod batched_delete;
 mod bulk;
 pub mod embedding;
 pub mod enrichment;

@@ -4,11 +4,13 @@
 //! a batch boundary when asked to (a cancel or a drain). Whatever a stopped run leaves, the
 //! next run takes: the cutoff is recomputed from `now()` each time.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+
+use crate::batched_delete::delete_in_batches;
 
 /// The `retrieve-log-retention` job's args, as the daily schedule stores them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -87,13 +89,8 @@ pub async fn purge_retrieve_logs(
         ..Default::default()
     };
     let batch = settings.batch_size.max(1);
-    loop {
-        if stop.is_cancelled() {
-            report.interrupted = true;
-            return Ok(report);
-        }
-        let started = Instant::now();
-        let deleted = sqlx::query(
+    let done = delete_in_batches(batch, settings.pause, stop, || async {
+        sqlx::query(
             "DELETE FROM retrieve_memory_logs WHERE log_id IN ( \
                SELECT log_id FROM retrieve_memory_logs WHERE created_at < $1 \
                 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
@@ -101,18 +98,13 @@ pub async fn purge_retrieve_logs(
         .bind(cutoff)
         .bind(batch)
         .execute(pool)
-        .await?
-        .rows_affected() as i64;
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        report.longest_batch_ms = report.longest_batch_ms.max(ms);
-        report.batches += 1;
-        report.deleted += deleted;
-        if deleted < batch {
-            return Ok(report);
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(settings.pause) => {}
-            _ = stop.cancelled() => {}
-        }
-    }
+        .await
+        .map(|r| r.rows_affected())
+    })
+    .await?;
+    report.deleted = done.deleted;
+    report.batches = done.batches;
+    report.longest_batch_ms = done.longest_batch_ms;
+    report.interrupted = done.interrupted;
+    Ok(report)
 }

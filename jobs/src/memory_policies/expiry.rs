@@ -4,13 +4,12 @@
 //! each configuration is taken from `now()` when its turn comes, so a stopped run is simply
 //! run again.
 
-use std::time::Instant;
-
 use serde::Serialize;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::{load_configs, PolicyError, PolicySettings};
+use crate::batched_delete::delete_in_batches;
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct ExpiryReport {
@@ -43,13 +42,8 @@ pub async fn expire_entries(
                 .bind(ttl.as_secs_f64())
                 .fetch_one(pool)
                 .await?;
-        loop {
-            if stop.is_cancelled() {
-                report.interrupted = true;
-                return Ok(report);
-            }
-            let started = Instant::now();
-            let deleted = sqlx::query(
+        let done = delete_in_batches(batch, settings.pause, stop, || async {
+            sqlx::query(
                 "DELETE FROM conversation_entries WHERE id IN ( \
                    SELECT e.id FROM conversation_entries e \
                      JOIN conversations c ON c.id = e.conversation_id \
@@ -62,19 +56,16 @@ pub async fn expire_entries(
             .bind(cutoff)
             .bind(batch)
             .execute(pool)
-            .await?
-            .rows_affected() as i64;
-            let ms = started.elapsed().as_secs_f64() * 1000.0;
-            report.longest_batch_ms = report.longest_batch_ms.max(ms);
-            report.batches += 1;
-            report.deleted += deleted;
-            if deleted < batch {
-                break;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(settings.pause) => {}
-                _ = stop.cancelled() => {}
-            }
+            .await
+            .map(|r| r.rows_affected())
+        })
+        .await?;
+        report.longest_batch_ms = report.longest_batch_ms.max(done.longest_batch_ms);
+        report.batches += done.batches;
+        report.deleted += done.deleted;
+        if done.interrupted {
+            report.interrupted = true;
+            return Ok(report);
         }
     }
     Ok(report)

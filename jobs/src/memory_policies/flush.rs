@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::privacy::PrivacyRules;
 use super::summary::{summarise, SUMMARY_ROLE};
 use super::tokens::{estimate_tokens, SQL_TOKENS};
-use super::{config_of_conversation, load_configs, PolicyError};
+use super::{config_of_conversation, load_configs, lock_conversation, PolicyError};
 use crate::memory_config::{FlushType, MemoryConfig};
 
 /// The most tokens a summary takes when `flushing.summary_tokens` is not given.
@@ -120,12 +120,7 @@ pub async fn flush_conversation(
         ..Default::default()
     };
     let mut tx = pool.begin().await?;
-    let found: Option<i32> =
-        sqlx::query_scalar("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE")
-            .bind(conversation_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if found.is_none() {
+    if !lock_conversation(&mut tx, conversation_id).await? {
         report.skipped = Some("no such conversation");
         return Ok(report);
     }

@@ -226,3 +226,17 @@ pub(crate) async fn config_of_conversation(
     .await?;
     row.map(|(p, i, c)| parse_config(p, i, c)).transpose()
 }
+
+/// Takes the row lock of the conversation `id` in `tx`, which serialises the policy jobs on
+/// it; false when there is no such conversation.
+pub(crate) async fn lock_conversation(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let found: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(found.is_some())
+}

@@ -15,7 +15,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::summary::is_summary;
-use super::{config_of_conversation, load_configs, PolicyError, PolicySettings, StoredConfig};
+use super::{
+    config_of_conversation, load_configs, lock_conversation, PolicyError, PolicySettings,
+    StoredConfig,
+};
 use crate::memory_config::{compile_pattern, PrivacyPolicy};
 
 /// What a `memory-privacy` job applies the policy to.
@@ -168,12 +171,7 @@ async fn apply_to_conversation(
 ) -> Result<(), PolicyError> {
     let started = Instant::now();
     let mut tx = pool.begin().await?;
-    let found: Option<i32> =
-        sqlx::query_scalar("SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE")
-            .bind(conversation_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if found.is_none() {
+    if !lock_conversation(&mut tx, conversation_id).await? {
         return Ok(());
     }
     let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
