@@ -70,6 +70,17 @@ pub(crate) async fn run(
             .context("running migrations")?;
     }
     app.set_vector(crate::vector_backend::prepare(app.pool(), &settings).await?);
+    if let Some(store) = settings.store.memory_service() {
+        let found = memwarden_jobs::memory_service::check(app.pool(), &store)
+            .await
+            .context("store.kind = \"memory-service\"")?;
+        tracing::info!(
+            schema = %store.schema,
+            core_schema_version = %found.core_schema_version,
+            embeddings = found.embeddings,
+            "working on a Memory Service database"
+        );
+    }
     if settings.testing.probe_kinds {
         crate::queue::probe::create_effects_table(app.pool())
             .await

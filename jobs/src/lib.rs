@@ -18,10 +18,13 @@
 //! - [`memories`]: the store read as an operator does: memories and their enrichment state.
 //! - [`memory_config`]: Compozy's memory configurations: their shape and their checks.
 //! - [`memory_policies`]: the work they drive: flush (trim or summarise), expiry and privacy.
+//! - [`memory_service`]: Memory Service's own database, evicted, re-embedded and repaired in
+//!   place.
 
 pub mod args;
 mod batched_delete;
-mod bulk;
+pub mod bulk;
+mod drift;
 pub mod embedding;
 pub mod enrichment;
 pub mod eviction;
@@ -29,6 +32,7 @@ pub mod extraction;
 pub mod memories;
 pub mod memory_config;
 pub mod memory_policies;
+pub mod memory_service;
 pub mod reembed;
 pub mod retrieve_logs;
 pub mod sync;

@@ -11,12 +11,10 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::bulk::{BulkError, Selection, Walk, WalkEnd, WalkState};
+use crate::bulk::{BulkError, Corpus, Selection, Walk, WalkEnd, WalkState};
 use crate::embedding::Embedder;
-use crate::vector::VectorIndex;
 use crate::{percent_of, Checkpoint, Progress};
 
 pub use crate::bulk::{BulkSettings, FailedBatch, WalkRun};
@@ -166,11 +164,9 @@ impl ReembedError {
 }
 
 /// Runs (or continues, from `checkpoint`) a reembed.
-#[allow(clippy::too_many_arguments)]
 pub async fn reembed(
-    pool: &PgPool,
+    corpus: Arc<dyn Corpus>,
     embedder: Arc<dyn Embedder>,
-    index: &dyn VectorIndex,
     args: &ReembedArgs,
     settings: &BulkSettings,
     checkpoint: &dyn Checkpoint,
@@ -189,7 +185,10 @@ pub async fn reembed(
         Err(e) => return Err(BulkError::Checkpoint(e).into()),
     };
     if state.is_none() {
-        let found = selection.count(pool).await.map_err(ReembedError::Count)?;
+        let found = corpus
+            .count(&selection)
+            .await
+            .map_err(ReembedError::Count)?;
         state = Some(WalkState {
             total: args.limit.map_or(found, |l| l.min(found)),
             ..WalkState::default()
@@ -201,9 +200,8 @@ pub async fn reembed(
     let percent = move |done: u64| percent_of(done, total);
     progress.report(percent(before));
     let walk = Walk {
-        pool,
+        corpus,
         embedder: embedder.clone(),
-        index,
         selection,
         batch_size: args.batch_size as usize,
         limit: args.limit,

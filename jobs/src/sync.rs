@@ -1,5 +1,5 @@
-//! `sync` (AutoMem's `/admin/sync`): finds drift between `memories` and the vector index and
-//! repairs it.
+//! `sync` (AutoMem's `/admin/sync`): finds drift between a [`Corpus`]'s texts (memories, or a
+//! Memory Service database's entries) and their embeddings, and repairs it.
 //!
 //! The kinds of drift:
 //! - `missing`: a live memory with no embedding;
@@ -9,21 +9,20 @@
 //!
 //! The scan is one set-based statement (a full join of the two tables, classified and counted
 //! in one pass), not a walk. Repair removes orphans in id-ordered batches, then re-embeds the
-//! rest with the same walk as `reembed`. It never writes `memories`. It reads the built-in
-//! index's table directly: an external index would bring its own scan.
+//! rest with the same walk as `reembed`. It never writes the texts. Each corpus reads its own
+//! embeddings table directly: an external index would bring its own scan.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
-use crate::bulk::{BulkError, BulkSettings, FailedBatch, Selection, Walk, WalkEnd, WalkState};
+use crate::bulk::{
+    BulkError, BulkSettings, Corpus, FailedBatch, Selection, Walk, WalkEnd, WalkState,
+};
+pub use crate::drift::{scan, scan_hashing_content, Drift, DriftKind, Scan};
 use crate::embedding::Embedder;
 use crate::reembed::DEFAULT_BATCH_SIZE;
-use crate::vector::VectorIndex;
 use crate::{percent_of, NoCheckpoint, Progress};
 
 /// The `sync` job's args, as stored on the job.
@@ -53,167 +52,16 @@ impl crate::JobArgs for SyncArgs {
     const KIND: &'static str = "sync";
 }
 
-/// One kind of drift: how many, and the first ids (at most 10, in id order).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct DriftKind {
-    pub count: i64,
-    pub sample: Vec<Uuid>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Drift {
-    pub missing: DriftKind,
-    pub stale: DriftKind,
-    pub model_mismatch: DriftKind,
-    pub orphaned: DriftKind,
-}
-
-impl Drift {
-    /// The kinds with their names, in a fixed order (the gauge's labels).
-    pub fn kinds(&self) -> [(&'static str, &DriftKind); 4] {
-        [
-            ("missing", &self.missing),
-            ("stale", &self.stale),
-            ("model_mismatch", &self.model_mismatch),
-            ("orphaned", &self.orphaned),
-        ]
-    }
-
-    pub fn total(&self) -> i64 {
-        self.kinds().iter().map(|(_, k)| k.count).sum()
-    }
-
-    /// The memories a repair re-embeds.
-    fn to_reembed(&self) -> i64 {
-        self.missing.count + self.stale.count + self.model_mismatch.count
-    }
-}
-
-/// A scan's findings and its cost.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Scan {
-    pub drift: Drift,
-    /// Memories compared (live or not).
-    pub memories: i64,
-    pub embeddings: i64,
-    pub scan_ms: f64,
-    /// Memories compared per second.
-    pub memories_per_second: f64,
-}
-
-const SCAN: &str = "\
-WITH pairs AS ( \
-  SELECT COALESCE(m.id, e.memory_id) AS id, m.id IS NOT NULL AS has_memory, \
-         e.memory_id IS NOT NULL AS has_embedding, \
-         CASE \
-           WHEN e.memory_id IS NULL THEN CASE WHEN m.deleted_at IS NULL THEN 'missing' END \
-           WHEN m.id IS NULL OR m.deleted_at IS NOT NULL THEN 'orphaned' \
-           WHEN e.model <> $1 OR ($2 > 0 AND e.dims <> $2) THEN 'model_mismatch' \
-           WHEN e.content_hash <> m.content_hash THEN 'stale' \
-         END AS kind \
-  FROM memories m FULL JOIN memory_embeddings e ON e.memory_id = m.id) \
-SELECT count(*) FILTER (WHERE has_memory), count(*) FILTER (WHERE has_embedding), \
-  count(*) FILTER (WHERE kind = 'missing'), \
-  COALESCE((array_agg(id ORDER BY id) FILTER (WHERE kind = 'missing'))[1:10], '{}'), \
-  count(*) FILTER (WHERE kind = 'stale'), \
-  COALESCE((array_agg(id ORDER BY id) FILTER (WHERE kind = 'stale'))[1:10], '{}'), \
-  count(*) FILTER (WHERE kind = 'model_mismatch'), \
-  COALESCE((array_agg(id ORDER BY id) FILTER (WHERE kind = 'model_mismatch'))[1:10], '{}'), \
-  count(*) FILTER (WHERE kind = 'orphaned'), \
-  COALESCE((array_agg(id ORDER BY id) FILTER (WHERE kind = 'orphaned'))[1:10], '{}') \
-FROM pairs";
-
-type ScanRow = (
-    i64,
-    i64,
-    i64,
-    Vec<Uuid>,
-    i64,
-    Vec<Uuid>,
-    i64,
-    Vec<Uuid>,
-    i64,
-    Vec<Uuid>,
-);
-
-/// Compares every memory with its embedding, against this model and size (0: any size).
-pub async fn scan(pool: &PgPool, model: &str, dims: usize) -> Result<Scan, sqlx::Error> {
-    scan_with(pool, SCAN, model, dims).await
-}
-
-/// [`scan`] with each memory's content hashed in the scan instead of read from the stored
-/// generated column: what finding drift independently of triggers would cost without that
-/// column. Only for the benchmark's comparison (docs/performance.md, "Sync scan").
-pub async fn scan_hashing_content(
-    pool: &PgPool,
-    model: &str,
-    dims: usize,
-) -> Result<Scan, sqlx::Error> {
-    let sql = SCAN.replace("m.content_hash", "content_sha256(m.content)");
-    scan_with(pool, &sql, model, dims).await
-}
-
-async fn scan_with(
-    pool: &PgPool,
-    sql: &str,
-    model: &str,
-    dims: usize,
-) -> Result<Scan, sqlx::Error> {
-    let started = Instant::now();
-    let row: ScanRow = sqlx::query_as(sql)
-        .bind(model)
-        .bind(dims as i32)
-        .fetch_one(pool)
-        .await?;
-    let took = started.elapsed().as_secs_f64();
-    let kind = |count, sample| DriftKind { count, sample };
-    Ok(Scan {
-        drift: Drift {
-            missing: kind(row.2, row.3),
-            stale: kind(row.4, row.5),
-            model_mismatch: kind(row.6, row.7),
-            orphaned: kind(row.8, row.9),
-        },
-        memories: row.0,
-        embeddings: row.1,
-        scan_ms: took * 1000.0,
-        memories_per_second: if took > 0.0 { row.0 as f64 / took } else { 0.0 },
-    })
-}
-
-/// Embeddings looked at per statement of the orphan removal (a short transaction each).
-const ORPHAN_SCAN_BATCH: i64 = 10_000;
-
-/// Removes the orphans among the next embeddings after `cursor` (in memory id order): the ids
-/// removed, and the last id looked at (none when the table is done).
-async fn remove_orphans(
-    pool: &PgPool,
-    cursor: Option<Uuid>,
-) -> Result<(Vec<Uuid>, Option<Uuid>), sqlx::Error> {
-    let (removed, last): (Vec<Uuid>, Option<Uuid>) = sqlx::query_as(
-        "WITH candidates AS ( \
-           SELECT e.memory_id, m.id IS NULL OR m.deleted_at IS NOT NULL AS orphan \
-           FROM memory_embeddings e LEFT JOIN memories m ON m.id = e.memory_id \
-           WHERE $1::uuid IS NULL OR e.memory_id > $1 \
-           ORDER BY e.memory_id LIMIT $2), \
-         gone AS (DELETE FROM memory_embeddings WHERE memory_id IN \
-           (SELECT memory_id FROM candidates WHERE orphan) RETURNING memory_id) \
-         SELECT COALESCE((SELECT array_agg(memory_id) FROM gone), '{}'), \
-                (SELECT memory_id FROM candidates ORDER BY memory_id DESC LIMIT 1)",
-    )
-    .bind(cursor)
-    .bind(ORPHAN_SCAN_BATCH)
-    .fetch_one(pool)
-    .await?;
-    Ok((removed, last))
-}
-
 /// What a repair did.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Repair {
     pub reembedded: u64,
     pub failed: u64,
     pub orphans_removed: u64,
+    /// Embeddings written by someone else whose content hash was recorded, so that a later
+    /// scan can tell when they go stale (a Memory Service store; always 0 on memwarden's).
+    #[serde(default)]
+    pub adopted: u64,
     pub failed_batches: Vec<FailedBatch>,
 }
 
@@ -260,11 +108,9 @@ impl SyncError {
 
 /// Scans, and unless `dry_run`, repairs. A retried sync simply scans again: what was repaired
 /// is no longer drift.
-#[allow(clippy::too_many_arguments)]
 pub async fn sync(
-    pool: &PgPool,
+    corpus: Arc<dyn Corpus>,
     embedder: Arc<dyn Embedder>,
-    index: &dyn VectorIndex,
     args: &SyncArgs,
     settings: &BulkSettings,
     cancel: &CancellationToken,
@@ -272,7 +118,7 @@ pub async fn sync(
 ) -> Result<SyncReport, SyncError> {
     let model = embedder.model().to_string();
     let dims = embedder.dims();
-    let found = scan(pool, &model, dims).await.map_err(SyncError::Scan)?;
+    let found = corpus.scan(&model, dims).await.map_err(SyncError::Scan)?;
     let mut report = SyncReport {
         status: "dry_run".into(),
         dry_run: args.dry_run,
@@ -299,7 +145,8 @@ pub async fn sync(
                 interrupted = true;
                 break;
             }
-            let (removed, last) = remove_orphans(pool, cursor)
+            let (removed, last) = corpus
+                .remove_orphans(cursor)
                 .await
                 .map_err(SyncError::Orphans)?;
             repair.orphans_removed += removed.len() as u64;
@@ -313,9 +160,8 @@ pub async fn sync(
     if !interrupted && report.scan.drift.to_reembed() > 0 {
         let mut state = WalkState::default();
         let walk = Walk {
-            pool,
+            corpus: corpus.clone(),
             embedder: embedder.clone(),
-            index,
             selection: Selection {
                 force: false,
                 model: model.clone(),
@@ -336,8 +182,12 @@ pub async fn sync(
         repair.failed = state.failed;
         repair.failed_batches = state.failed_batches;
     }
+    if !interrupted {
+        repair.adopted = corpus.adopt(&model).await.map_err(SyncError::Scan)?;
+    }
     report.repair = Some(repair);
-    report.remaining = scan(pool, &model, dims)
+    report.remaining = corpus
+        .scan(&model, dims)
         .await
         .map_err(SyncError::Scan)?
         .drift;

@@ -224,6 +224,7 @@ pub async fn run(cli: &Cli, cmd: &BenchCommand) -> Result<ExitCode> {
                 pause: Duration::from_millis(*pause_ms),
                 max_transaction: Duration::from_millis(*max_transaction_ms),
                 blobs_dir: std::env::temp_dir(),
+                store: Default::default(),
             };
             let window = Duration::from_millis(*window_ms);
             crate::bench::evict(database_url, *conversations, settings, window).await?

@@ -11,6 +11,7 @@ mod queue;
 mod schedules;
 mod seconds;
 mod server;
+mod store;
 mod validation;
 mod work;
 
@@ -28,6 +29,7 @@ pub use server::{
     AdminSettings, ControlSettings, DatabaseSettings, LogSettings, Schema, ShutdownSettings,
     TestingSettings, DEFAULT_CONTROL_ADDR,
 };
+pub use store::{AttachmentKind, StoreKind, StoreSettings};
 pub use work::{
     BlobSettings, EmbeddingProvider, EmbeddingSettings, EnrichmentConfig, EvictionConfig,
     ExtractionProvider, ExtractionSettings, RetrieveLogSettings, VectorSettings,
@@ -71,6 +73,7 @@ pub struct Settings {
     /// The `[[schedules]]` entries as written; `effective_schedules` adds the defaults.
     pub schedules: Vec<ScheduleConfig>,
     pub purge: PurgeSettings,
+    pub store: StoreSettings,
     pub blobs: BlobSettings,
     pub eviction: EvictionConfig,
     pub retrieve_logs: RetrieveLogSettings,
@@ -151,6 +154,10 @@ impl Settings {
         }
         if self.database.schema != newer.database.schema {
             keys.push("database.schema");
+        }
+        if self.store != newer.store {
+            // Checked against the database at start, so a change needs one.
+            keys.push("store");
         }
         if self.database.listen_url != newer.database.listen_url {
             keys.push("database.listen_url");

@@ -28,6 +28,7 @@ impl Settings {
         self.validate_auth()?;
         self.validate_schedules()?;
         self.validate_work()?;
+        self.validate_store()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::invalid("log.level", e.to_string()))?;
         Ok(())
@@ -50,6 +51,21 @@ impl Settings {
             self.database.max_connections >= 2,
             "database.max_connections",
             "must be at least 2",
+        )
+    }
+
+    fn validate_store(&self) -> Check {
+        let store = &self.store;
+        if store.kind != super::StoreKind::MemoryService {
+            return Ok(());
+        }
+        let needs_dir = store.attachments == super::AttachmentKind::Filesystem;
+        require(
+            !needs_dir || store.attachments_dir.as_deref().is_some_and(|d| !d.trim().is_empty()),
+            "store.attachments_dir",
+            "is required with store.kind = \"memory-service\" and store.attachments = \"filesystem\" \
+             (the root of Memory Service's filesystem attachment store), or set \
+             store.attachments = \"large-objects\"",
         )
     }
 

@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use memwarden_jobs::bulk::{Corpus, MemoryCorpus};
+use memwarden_jobs::memory_service::EntryCorpus;
 use memwarden_jobs::reembed::ReembedArgs;
 use memwarden_jobs::sync::SyncArgs;
 use memwarden_jobs::PgVectorIndex;
@@ -23,7 +25,7 @@ const BULK_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 /// fires when the daemon starts to drain.
 struct BulkRun {
     embedder: Arc<dyn memwarden_jobs::Embedder>,
-    index: PgVectorIndex,
+    corpus: Arc<dyn Corpus>,
     settings: memwarden_jobs::reembed::BulkSettings,
     stop: tokio_util::sync::CancellationToken,
     _watching: tokio_util::sync::DropGuard,
@@ -37,11 +39,22 @@ impl BulkRun {
         let (stop, watching) = job.cancel_or_drain();
         Ok(BulkRun {
             embedder,
-            index: PgVectorIndex::new(job.pool.clone()),
+            corpus: corpus(&settings, &job.pool),
             settings: crate::providers::bulk_settings(&settings),
             stop,
             _watching: watching,
         })
+    }
+}
+
+/// What the bulk jobs embed: memwarden's memories, or a Memory Service database's entries.
+fn corpus(settings: &Settings, pool: &sqlx::PgPool) -> Arc<dyn Corpus> {
+    match settings.store.memory_service() {
+        Some(store) => Arc::new(EntryCorpus::new(pool.clone(), &store)),
+        None => Arc::new(MemoryCorpus::new(
+            pool.clone(),
+            Arc::new(PgVectorIndex::new(pool.clone())),
+        )),
     }
 }
 
@@ -60,9 +73,8 @@ impl Handler for ReembedHandler {
             Err(outcome) => return outcome,
         };
         let result = memwarden_jobs::reembed::reembed(
-            &job.pool,
+            run.corpus.clone(),
             run.embedder.clone(),
-            &run.index,
             &args,
             &run.settings,
             job.checkpoint.as_ref(),
@@ -103,9 +115,8 @@ impl Handler for SyncHandler {
             Err(outcome) => return outcome,
         };
         let result = memwarden_jobs::sync::sync(
-            &job.pool,
+            run.corpus.clone(),
             run.embedder.clone(),
-            &run.index,
             &args,
             &run.settings,
             &run.stop,

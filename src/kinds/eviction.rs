@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use memwarden_jobs::eviction::{
-    self, EvictionArgs, EvictionError, EvictionReport, EvictionSettings, RetentionPeriod,
+    self, EvictionArgs, EvictionError, EvictionReport, EvictionSettings, EvictionStore,
+    RetentionPeriod,
 };
 
 use super::{report, stopped_early};
@@ -25,6 +26,10 @@ impl EvictionHandler {
                 pause: settings.eviction.pause_ms,
                 max_transaction: settings.eviction.max_transaction_ms,
                 blobs_dir: PathBuf::from(&settings.blobs.dir),
+                store: match settings.store.memory_service() {
+                    Some(store) => EvictionStore::MemoryService(store),
+                    None => EvictionStore::Native,
+                },
             },
         }
     }
@@ -32,6 +37,7 @@ impl EvictionHandler {
 
 fn count_evicted(r: &EvictionReport) {
     for (resource, n) in [
+        ("conversation_groups", r.conversation_groups),
         ("conversations", r.conversations),
         ("conversation_entries", r.conversation_entries),
         ("attachments", r.attachments),

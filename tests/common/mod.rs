@@ -11,6 +11,7 @@ pub mod checks;
 pub mod daemon;
 pub mod fake_openai;
 pub mod fixtures;
+pub mod memory_service;
 pub mod pg;
 pub mod schedules;
 

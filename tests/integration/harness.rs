@@ -14,7 +14,7 @@ mod common;
 pub use common::checks::{count, eventually, free_port, notice, tail, within};
 pub use common::daemon::{admin_client, Daemon, ADMIN, API};
 pub use common::pg::TestDb;
-pub use common::{fake_openai, fixtures};
+pub use common::{fake_openai, fixtures, memory_service};
 
 /// A blocking GET's status code, for polling from sync code.
 pub fn http_status(url: &str) -> Option<u16> {

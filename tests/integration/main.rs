@@ -18,6 +18,7 @@ mod harness;
 mod lifecycle;
 mod memory_policies;
 mod memory_service_admin;
+mod memory_service_store;
 mod openapi;
 mod queue;
 mod reembed;

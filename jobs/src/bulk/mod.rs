@@ -1,5 +1,6 @@
-//! Bulk re-embedding, shared by `reembed` and `sync`: a walk over live memories in id order
-//! that re-embeds the ones selected and writes their vectors to the index.
+//! Bulk re-embedding, shared by `reembed` and `sync`: a walk over a [`Corpus`] (live memories,
+//! or a Memory Service database's entries) in id order that re-embeds the texts selected and
+//! writes their vectors back to it.
 //!
 //! Three stages overlap, so neither the database nor the provider waits on the other:
 //! - a reader task reads pages of memories after the cursor and cuts them into provider
@@ -11,6 +12,7 @@
 //!   state as the checkpoint. A crash between the two redoes at most one write, and the
 //!   counts come from the checkpoint, so they count each memory once.
 
+mod corpus;
 mod selection;
 
 use std::sync::Arc;
@@ -18,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
@@ -26,10 +27,11 @@ use uuid::Uuid;
 
 use crate::embedding::pacer::Pacer;
 use crate::embedding::{EmbedError, Embedder};
-use crate::vector::{EmbeddingRecord, IndexError, VectorIndex};
+use crate::vector::{EmbeddingRecord, IndexError};
 use crate::{Checkpoint, CheckpointError};
-use selection::Memory;
 
+pub(crate) use corpus::ORPHAN_SCAN_BATCH;
+pub use corpus::{Corpus, Embeddable, MemoryCorpus};
 pub use selection::Selection;
 
 /// How many ids of a failed batch the report keeps.
@@ -150,7 +152,7 @@ impl BulkError {
 
 /// What one provider batch came to.
 enum Step {
-    Embedded(Vec<Memory>, Result<Vec<Vec<f32>>, EmbedError>),
+    Embedded(Vec<Embeddable>, Result<Vec<Vec<f32>>, EmbedError>),
     ReadFailed(sqlx::Error),
     Panicked(String),
 }
@@ -166,9 +168,8 @@ pub enum WalkEnd {
 
 /// One walk: the selection, in batches of `batch_size`, after `state.cursor`.
 pub struct Walk<'a> {
-    pub pool: &'a PgPool,
+    pub corpus: Arc<dyn Corpus>,
     pub embedder: Arc<dyn Embedder>,
-    pub index: &'a dyn VectorIndex,
     pub selection: Selection,
     pub batch_size: usize,
     /// Stop after this many memories in all (processed or failed), across runs.
@@ -197,7 +198,7 @@ impl Walk<'_> {
         let batch_size = self.batch_size.max(1);
         let (tx, rx) = mpsc::channel(self.settings.concurrency.max(1) * 2);
         let reader = AbortOnDropHandle::new(tokio::spawn(read_batches(
-            self.pool.clone(),
+            self.corpus.clone(),
             self.selection.clone(),
             state.cursor,
             left,
@@ -212,7 +213,7 @@ impl Walk<'_> {
         let embedder = self.embedder.clone();
         let batches = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
         let mut steps = batches
-            .map(move |read: Result<Vec<Memory>, sqlx::Error>| {
+            .map(move |read: Result<Vec<Embeddable>, sqlx::Error>| {
                 let embedder = embedder.clone();
                 let pacer = pacer.clone();
                 async move {
@@ -335,7 +336,7 @@ impl Walk<'_> {
         checkpoint: &dyn Checkpoint,
         on_progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<(), BulkError> {
-        self.index.upsert(pending).await?;
+        self.corpus.write(pending).await?;
         pending.clear();
         let saved = serde_json::to_value(state).unwrap_or_default();
         checkpoint.save(&saved).await?;
@@ -347,20 +348,20 @@ impl Walk<'_> {
 /// The reader: pages after `cursor`, cut into provider batches, until the selection (or the
 /// limit) runs out or the walk stops listening.
 async fn read_batches(
-    pool: PgPool,
+    corpus: Arc<dyn Corpus>,
     selection: Selection,
     mut cursor: Option<Uuid>,
     mut left: Option<u64>,
     page_size: usize,
     batch_size: usize,
-    tx: mpsc::Sender<Result<Vec<Memory>, sqlx::Error>>,
+    tx: mpsc::Sender<Result<Vec<Embeddable>, sqlx::Error>>,
 ) {
     loop {
         let want = left.map_or(page_size, |l| l.min(page_size as u64) as usize);
         if want == 0 {
             return;
         }
-        let page = match selection.page(&pool, cursor, want as i64).await {
+        let page = match corpus.page(&selection, cursor, want as i64).await {
             Ok(p) => p,
             Err(e) => {
                 let _ = tx.send(Err(e)).await;
@@ -374,7 +375,7 @@ async fn read_batches(
         }
         let mut rows = page.into_iter().peekable();
         while rows.peek().is_some() {
-            let batch: Vec<Memory> = rows.by_ref().take(batch_size).collect();
+            let batch: Vec<Embeddable> = rows.by_ref().take(batch_size).collect();
             if tx.send(Ok(batch)).await.is_err() {
                 return;
             }

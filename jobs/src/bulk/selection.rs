@@ -4,6 +4,8 @@
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::Embeddable;
+
 /// Which memories a walk takes.
 #[derive(Debug, Clone)]
 pub struct Selection {
@@ -22,7 +24,7 @@ pub(crate) const NEEDS_EMBEDDING: &str = "m.deleted_at IS NULL AND ($1 OR e.memo
 
 impl Selection {
     /// How many memories the walk would take, from the start.
-    pub async fn count(&self, pool: &PgPool) -> Result<u64, sqlx::Error> {
+    pub(super) async fn count(&self, pool: &PgPool) -> Result<u64, sqlx::Error> {
         let n: i64 = sqlx::query_scalar(&format!(
             "SELECT count(*) FROM memories m LEFT JOIN memory_embeddings e ON e.memory_id = m.id \
              WHERE {NEEDS_EMBEDDING}"
@@ -41,7 +43,7 @@ impl Selection {
         pool: &PgPool,
         cursor: Option<Uuid>,
         limit: i64,
-    ) -> Result<Vec<Memory>, sqlx::Error> {
+    ) -> Result<Vec<Embeddable>, sqlx::Error> {
         if self.force {
             // Every live memory: no need to look at the embeddings.
             return sqlx::query_as(
@@ -75,11 +77,4 @@ impl Selection {
         .fetch_all(pool)
         .await
     }
-}
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub(super) struct Memory {
-    pub(super) id: Uuid,
-    pub(super) content: String,
-    pub(super) content_hash: String,
 }

@@ -6,13 +6,15 @@ use std::path::Path;
 
 use sqlx::PgPool;
 
-use super::batch::{free_and_commit, release_blobs, remove_files};
+use super::native::{release_blobs, touched_blobs};
+use super::release::{free_and_commit, remove_after_commit, Release, Touched};
 use super::EvictionError;
 
 const DELETE_ATTACHMENT: &str = concat!(
     "WITH a AS (DELETE FROM attachments WHERE id = $1 RETURNING blob_id), ",
     release_blobs!(),
-    " SELECT (SELECT count(*) FROM a), COALESCE((SELECT array_agg(id) FROM r), '{}')"
+    " SELECT (SELECT count(*) FROM a), ",
+    touched_blobs!()
 );
 
 /// What deleting an attachment did.
@@ -31,15 +33,18 @@ pub async fn delete_attachment(
     id: uuid::Uuid,
 ) -> Result<AttachmentDeleted, EvictionError> {
     let mut tx = pool.begin().await?;
-    let (deleted, touched): (i64, Vec<uuid::Uuid>) = sqlx::query_as(DELETE_ATTACHMENT)
+    let (deleted, keys, sizes): (i64, Vec<String>, Vec<i64>) = sqlx::query_as(DELETE_ATTACHMENT)
         .bind(id)
         .fetch_one(&mut *tx)
         .await?;
-    let freed = free_and_commit(tx, &touched).await?;
+    let release = Release::Blobs {
+        dir: blobs_dir.to_path_buf(),
+    };
+    let freed = free_and_commit(tx, &release, &Touched { keys, sizes }).await?;
     if deleted == 0 {
         return Ok(AttachmentDeleted::Missing);
     }
-    remove_files(blobs_dir, &freed)?;
+    remove_after_commit(&release, &freed)?;
     Ok(AttachmentDeleted::Deleted {
         blob_freed: !freed.is_empty(),
     })

@@ -44,6 +44,8 @@ pub enum EvictionInputError {
     NegativeRetention(String),
     #[error("`resource_types`: `{0}` is not one of conversations, attachments, memories")]
     BadResourceType(String),
+    #[error("`resource_types`: a Memory Service store keeps no `{0}` for memwarden to evict")]
+    NotInStore(&'static str),
 }
 
 impl RetentionPeriod {

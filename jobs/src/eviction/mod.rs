@@ -1,6 +1,8 @@
 //! Eviction (Memory Service's `/v1/admin/evict`): permanently delete soft-deleted
 //! conversations, attachments and memories whose `deleted_at` is older than a retention
-//! period. Rows that are not soft-deleted are never touched, whatever the retention.
+//! period. Rows that are not soft-deleted are never touched, whatever the retention. On a
+//! Memory Service database ([`EvictionStore::MemoryService`]) the same loop evicts archived
+//! conversation groups and orphaned attachments, with that store's statements.
 //!
 //! It works in batches of short transactions with a pause between them, so no lock is held
 //! for long. A conversation takes its entries and attachments with it. An attachment's blob
@@ -12,6 +14,9 @@
 mod attachment;
 mod batch;
 mod input;
+mod memory_service;
+mod native;
+mod release;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -22,8 +27,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Progress;
 pub use attachment::{delete_attachment, AttachmentDeleted};
-use batch::{count_due, remove_files, run_batch, BatchSizer, OVERRUNS_ALLOWED, QUERY_CANCELED};
+use batch::{count_due, run_batch, BatchSizer, Statements, OVERRUNS_ALLOWED, QUERY_CANCELED};
 pub use input::{parse_resource_types, EvictionInputError, ResourceType, RetentionPeriod};
+use release::remove_after_commit;
 
 /// The `eviction` job's args, as they are stored on the job.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -52,6 +58,26 @@ pub struct EvictionSettings {
     /// by PostgreSQL (`statement_timeout`), rolled back whole, and retried smaller.
     pub max_transaction: Duration,
     pub blobs_dir: PathBuf,
+    pub store: EvictionStore,
+}
+
+/// The database eviction works on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum EvictionStore {
+    /// memwarden's own tables, by `deleted_at`; blob files in `blobs_dir`.
+    #[default]
+    Native,
+    /// A Memory Service database, by `archived_at` (`store.kind = "memory-service"`).
+    MemoryService(crate::memory_service::MemoryServiceStore),
+}
+
+impl EvictionSettings {
+    fn statements(&self, t: ResourceType) -> Result<Statements, EvictionInputError> {
+        match &self.store {
+            EvictionStore::Native => Ok(native::statements(t, &self.blobs_dir)),
+            EvictionStore::MemoryService(store) => memory_service::statements(t, store),
+        }
+    }
 }
 
 impl Default for EvictionSettings {
@@ -61,6 +87,7 @@ impl Default for EvictionSettings {
             pause: Duration::from_millis(100),
             max_transaction: Duration::from_millis(100),
             blobs_dir: PathBuf::from("blobs"),
+            store: EvictionStore::Native,
         }
     }
 }
@@ -71,6 +98,9 @@ pub struct EvictionReport {
     pub cutoff: Option<chrono::DateTime<chrono::Utc>>,
     pub dry_run: bool,
     pub conversations: i64,
+    /// Memory Service's unit of deletion: a conversation and its forks (0 on memwarden's store).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub conversation_groups: i64,
     pub conversation_entries: i64,
     pub attachments: i64,
     pub memories: i64,
@@ -122,12 +152,18 @@ pub async fn evict(
     };
     let mut due = Vec::new();
     for t in types {
-        due.push((*t, count_due(pool, t.statements().table, cutoff).await?));
+        let statements = settings.statements(*t)?;
+        let counted = count_due(pool, &statements, cutoff).await?;
+        due.push((*t, statements, counted));
     }
-    let total: i64 = due.iter().map(|(_, n)| *n).sum();
+    let total: i64 = due.iter().map(|(_, _, (n, _))| *n).sum();
     if dry_run {
-        for (t, n) in &due {
+        for (t, statements, (n, conversations)) in &due {
             match t {
+                ResourceType::Conversations if statements.grouped => {
+                    report.conversation_groups = *n;
+                    report.conversations = *conversations;
+                }
                 ResourceType::Conversations => report.conversations = *n,
                 ResourceType::Attachments => report.attachments = *n,
                 ResourceType::Memories => report.memories = *n,
@@ -139,8 +175,7 @@ pub async fn evict(
     progress.report(0);
     let mut done = 0i64;
     let mut sizer = BatchSizer::new(settings.batch_size, settings.max_transaction);
-    'types: for (t, _) in &due {
-        let statements = t.statements();
+    'types: for (t, statements, _) in &due {
         let mut cursor = None;
         loop {
             if cancel.is_cancelled() {
@@ -151,14 +186,14 @@ pub async fn evict(
             // The batch's rows are read once before its transaction, so that the transaction
             // finds their pages in shared buffers instead of waiting on the disk while it
             // holds locks.
-            sqlx::query(statements.warm)
+            sqlx::query(&statements.warm)
                 .bind(cutoff)
                 .bind(size)
                 .bind(cursor)
                 .execute(pool)
                 .await?;
             let started = Instant::now();
-            let outcome = run_batch(pool, &statements, cutoff, size, cursor, settings).await;
+            let outcome = run_batch(pool, statements, cutoff, size, cursor, settings).await;
             let took = started.elapsed();
             report.longest_batch_ms = report.longest_batch_ms.max(took.as_secs_f64() * 1000.0);
             let batch = match outcome {
@@ -182,13 +217,16 @@ pub async fn evict(
             };
             sizer.record(took);
             report.batches += 1;
-            remove_files(&settings.blobs_dir, &batch.freed)?;
+            remove_after_commit(&statements.release, &batch.freed)?;
             report.blobs_freed += batch.freed.len() as i64;
             report.bytes_freed += batch.freed.iter().map(|(_, size)| *size).sum::<i64>();
             report.conversation_entries += batch.entries;
             match t {
                 ResourceType::Conversations => {
-                    report.conversations += batch.rows;
+                    report.conversations += batch.conversations;
+                    if statements.grouped {
+                        report.conversation_groups += batch.rows;
+                    }
                     report.attachments += batch.attachments;
                 }
                 ResourceType::Attachments => report.attachments += batch.attachments,
@@ -213,6 +251,7 @@ pub async fn evict(
         progress.report(100);
     }
     tracing::info!(
+        conversation_groups = report.conversation_groups,
         conversations = report.conversations,
         entries = report.conversation_entries,
         attachments = report.attachments,
@@ -222,6 +261,10 @@ pub async fn evict(
         "eviction done"
     );
     Ok(report)
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// The pause between batches, cut short by `cancel`.

@@ -13,6 +13,8 @@ mod devdb;
 pub mod fake_openai;
 #[path = "../../../tests/common/fixtures.rs"]
 pub mod fixtures;
+#[path = "../../../tests/common/memory_service.rs"]
+pub mod memory_service;
 #[path = "../../../tests/common/pg.rs"]
 pub mod pg;
 

@@ -97,6 +97,7 @@ fn settings(dir: &Path, batch_size: i64, max_transaction: Duration) -> EvictionS
         pause: Duration::from_millis(1),
         max_transaction,
         blobs_dir: dir.to_path_buf(),
+        store: Default::default(),
     }
 }
 

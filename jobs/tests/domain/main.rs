@@ -8,6 +8,8 @@ mod edges;
 mod enrichment;
 mod eviction;
 mod memory_policies;
+mod memory_service;
+mod memory_service_embeddings;
 mod providers;
 mod retrieve_logs;
 mod store;
