@@ -4,6 +4,7 @@
 
 mod enrich;
 mod evict;
+mod evict_stores;
 mod fake_provider;
 mod memory;
 mod queue;
@@ -15,6 +16,7 @@ mod sync;
 
 pub use enrich::{enrich, enrich_remote};
 pub use evict::evict;
+pub use evict_stores::{evict_stores, MemoryServiceFill};
 pub use memory::memory;
 pub use queue::{queue, Prefill};
 pub use reembed::reembed;

@@ -119,6 +119,26 @@ pub enum BenchCommand {
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
+    /// Eviction of N entries from memwarden's store and from a Memory Service database (needs
+    /// pgvector), one after the other in one database: entries/s and the longest batch of each.
+    EvictStores {
+        #[arg(long, default_value_t = 500_000)]
+        entries: i64,
+        /// The size of the embeddings on Memory Service's entries.
+        #[arg(long, default_value_t = 32)]
+        dims: usize,
+        /// Index `entry_embeddings (conversation_id)` first, as Memory Service's schema does not.
+        #[arg(long)]
+        conversation_index: bool,
+        #[arg(long, default_value_t = 100)]
+        batch_size: i64,
+        #[arg(long, default_value_t = 1)]
+        pause_ms: u64,
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..))]
+        max_transaction_ms: u64,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
     /// Memory configurations: N conversations over a hybrid_summary limit flushed with the
     /// offline summariser (conversations/s), then the privacy policy re-applied (per entry).
     Memory {
@@ -228,6 +248,32 @@ pub async fn run(cli: &Cli, cmd: &BenchCommand) -> Result<ExitCode> {
             };
             let window = Duration::from_millis(*window_ms);
             crate::bench::evict(database_url, *conversations, settings, window).await?
+        }
+        BenchCommand::EvictStores {
+            entries,
+            dims,
+            conversation_index,
+            batch_size,
+            pause_ms,
+            max_transaction_ms,
+            database_url,
+        } => {
+            if *entries < 4 || *batch_size < 1 || *dims < 1 {
+                anyhow::bail!("--entries must be at least 4, --batch-size and --dims at least 1");
+            }
+            let settings = memwarden_jobs::eviction::EvictionSettings {
+                batch_size: *batch_size,
+                pause: Duration::from_millis(*pause_ms),
+                max_transaction: Duration::from_millis(*max_transaction_ms),
+                blobs_dir: std::env::temp_dir(),
+                store: Default::default(),
+            };
+            let fill = crate::bench::MemoryServiceFill {
+                entries: *entries,
+                dims: *dims,
+                conversation_index: *conversation_index,
+            };
+            crate::bench::evict_stores(database_url, fill, settings).await?
         }
         BenchCommand::Reembed {
             memories,
