@@ -3,15 +3,15 @@
 //! embedder (`hash` by default); timed from the insert until every memory is enriched.
 
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use memwarden::config::QueueConfig;
+use anyhow::{bail, Result};
 use memwarden::startup::Kinds;
 
 use super::fake_provider::FakeProvider;
-use super::support::{bench_settings, in_fresh_database, migrated_pool, rss_mb, start_daemon};
+use super::support::{
+    bench_settings, default_queue, in_fresh_database, migrated_pool, rss_mb, start_daemon,
+};
 
 pub async fn enrich(server_url: &str, n: i64, owners: i64, concurrency: u32) -> Result<()> {
     in_fresh_database(server_url, "enrich", |url| async move {
@@ -71,14 +71,7 @@ pub async fn enrich_remote(
 async fn run(url: String, n: i64, owners: i64, concurrency: u32, config: &str) -> Result<f64> {
     let pool = migrated_pool(&url).await?;
     let mut settings = bench_settings(config, &url)?;
-    settings.queues.insert(
-        "default".into(),
-        QueueConfig {
-            concurrency: NonZeroU32::new(concurrency)
-                .context("--concurrency must be at least 1")?,
-            prefetch: None,
-        },
-    );
+    default_queue(&mut settings, concurrency, None)?;
     let daemon = start_daemon(settings, Kinds::Daemon).await?;
     let port = daemon.addr;
     let t0 = Instant::now();

@@ -1,7 +1,8 @@
 //! `memwarden bench memory`: N conversations of 30 entries each, over a `hybrid_summary`
 //! configuration's 20-message limit, flushed by the real `memory-flush` domain function with
 //! the offline summariser at a given concurrency (conversations/s); then the configuration's
-//! privacy policy (an SSN pattern) re-applied to all of them (time per entry scanned).
+//! privacy policy (an SSN pattern) re-applied to all of them (time per entry scanned); then
+//! the write path with and without redaction (`memory_write`).
 
 use std::time::Instant;
 
@@ -12,15 +13,28 @@ use memwarden_jobs::memory_policies::{
 };
 use tokio_util::sync::CancellationToken;
 
+use super::memory_load::{insert_config, CONTENT, SSN_PATTERN};
+use super::memory_write::{write_path, WriteLoad};
 use super::support::{in_fresh_database, migrated_pool};
 
 const ENTRIES: i32 = 30;
-
-pub async fn memory(server_url: &str, conversations: i64, concurrency: usize) -> Result<()> {
-    in_fresh_database(server_url, "memory", |url| {
-        run(url, conversations, concurrency)
-    })
-    .await
+pub async fn memory(
+    server_url: &str,
+    conversations: i64,
+    concurrency: usize,
+    write: WriteLoad,
+) -> Result<()> {
+    // 0 leaves a part out, so the write path can be run alone.
+    if conversations > 0 {
+        in_fresh_database(server_url, "memory", |url| {
+            run(url, conversations, concurrency)
+        })
+        .await?;
+    }
+    if write.conversations > 0 {
+        write_path(server_url, write, concurrency as u32).await?;
+    }
+    Ok(())
 }
 
 async fn run(url: String, conversations: i64, concurrency: usize) -> Result<()> {
@@ -28,11 +42,8 @@ async fn run(url: String, conversations: i64, concurrency: usize) -> Result<()> 
     let config = serde_json::json!({"type": "message_count_based", "max_messages": 20,
         "flushing": {"type": "hybrid_summary", "summary_tokens": 200, "summarize_oldest_percent": 50},
         "persistence": {"type": "postgres", "ttl": "720h"},
-        "privacy_policy": {"redact_patterns": ["\\b\\d{3}-\\d{2}-\\d{4}\\b"]}});
-    sqlx::query("INSERT INTO memory_configs (project, id, config, etag) VALUES ('default', 'bench', $1, 'b')")
-        .bind(&config)
-        .execute(&pool)
-        .await?;
+        "privacy_policy": {"redact_patterns": [SSN_PATTERN]}});
+    insert_config(&pool, &config).await?;
     // Loaded without the entry trigger: the bench runs the functions itself.
     sqlx::query(
         "ALTER TABLE conversation_entries DISABLE TRIGGER conversation_entries_enqueue_policies",
@@ -46,13 +57,11 @@ async fn run(url: String, conversations: i64, concurrency: usize) -> Result<()> 
     .bind(conversations)
     .fetch_all(&pool)
     .await?;
-    sqlx::query(
+    sqlx::query(&format!(
         "INSERT INTO conversation_entries (conversation_id, role, content, created_at) \
-         SELECT c.id, 'user', 'Message ' || g || ' asks about the deploy. My SSN is 123-45-6789 and \
-                 the rest of this entry is ordinary text of a typical chat turn.', \
-                now() - make_interval(mins => 100 - g) \
-           FROM conversations c, generate_series(1, $1) g",
-    )
+         SELECT c.id, 'user', {CONTENT}, now() - make_interval(mins => 100 - g) \
+           FROM conversations c, generate_series(1, $1) g"
+    ))
     .bind(ENTRIES)
     .execute(&pool)
     .await?;

@@ -3,20 +3,18 @@
 //! spec/performance.md. Memory (RSS) goes to stderr, so stdout stays exactly two lines.
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use memwarden::config::QueueConfig;
+use anyhow::{bail, Result};
 use memwarden::lifecycle::State;
 use memwarden::queue::{enqueue, Handler, JobContext, NewJob, Outcome, Registry};
 use memwarden::startup::{Application, Build, Kinds};
 use rand::Rng;
 use tokio::sync::Notify;
 
-use super::support::{bench_settings, in_fresh_database, percentile, rss_mb};
+use super::support::{bench_settings, default_queue, in_fresh_database, percentile, rss_mb};
 
 /// Records when each latency probe started, keyed by its sample number.
 #[derive(Clone, Default)]
@@ -60,14 +58,7 @@ pub(super) fn queue_settings(url: &str, concurrency: u32) -> Result<memwarden::c
         .get("default")
         .and_then(|q| q.prefetch)
         .or(Some(500));
-    settings.queues.insert(
-        "default".into(),
-        QueueConfig {
-            concurrency: NonZeroU32::new(concurrency)
-                .context("--concurrency must be at least 1")?,
-            prefetch,
-        },
-    );
+    default_queue(&mut settings, concurrency, prefetch)?;
     Ok(settings)
 }
 

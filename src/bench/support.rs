@@ -2,10 +2,11 @@
 //! one startup path, memories to work on, a job followed to its end, and the figures' sums.
 
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
-use memwarden::config::{Overrides, Settings};
+use anyhow::{bail, Context, Result};
+use memwarden::config::{Overrides, QueueConfig, Settings};
 use memwarden::queue::{NewJob, Status};
 use memwarden::startup::{Application, Build, Kinds, Running};
 use sqlx::PgPool;
@@ -79,6 +80,23 @@ pub fn bench_settings(defaults: &str, url: &str) -> Result<Settings> {
         require_justification: false,
     };
     Ok(Settings::from_parts(defaults, None, &env, &overrides)?)
+}
+
+/// The `default` queue with `concurrency` workers and `prefetch`.
+pub fn default_queue(
+    settings: &mut Settings,
+    concurrency: u32,
+    prefetch: Option<u32>,
+) -> Result<()> {
+    let concurrency = NonZeroU32::new(concurrency).context("--concurrency must be at least 1")?;
+    settings.queues.insert(
+        "default".into(),
+        QueueConfig {
+            concurrency,
+            prefetch,
+        },
+    );
+    Ok(())
 }
 
 /// Starts the real daemon (the same startup as `memwarden run`) and waits until it is READY.

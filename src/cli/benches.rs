@@ -140,12 +140,27 @@ pub enum BenchCommand {
         database_url: String,
     },
     /// Memory configurations: N conversations over a hybrid_summary limit flushed with the
-    /// offline summariser (conversations/s), then the privacy policy re-applied (per entry).
+    /// offline summariser (conversations/s), then the privacy policy re-applied (per entry),
+    /// then entries written with and without redaction by the running daemon (entries/s).
     Memory {
+        /// Conversations flushed (0 leaves the flush and the re-application out).
         #[arg(long, default_value_t = 10_000)]
         conversations: i64,
+        /// Flushes at once, and the daemon's worker concurrency on the write path.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+        /// Conversations written on the write path (0 leaves it out).
+        #[arg(long, default_value_t = 10_000)]
+        write_conversations: i64,
+        /// Entries written into each of them.
+        #[arg(long, default_value_t = 3)]
+        write_entries: i32,
+        /// Connections writing at once.
+        #[arg(long, default_value_t = 8)]
+        writers: usize,
+        /// One INSERT per entry, instead of one per conversation.
+        #[arg(long)]
+        one_entry_per_write: bool,
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
@@ -313,8 +328,20 @@ pub async fn run(cli: &Cli, cmd: &BenchCommand) -> Result<ExitCode> {
         BenchCommand::Memory {
             conversations,
             concurrency,
+            write_conversations,
+            write_entries,
+            writers,
+            one_entry_per_write,
             database_url,
-        } => crate::bench::memory(database_url, *conversations, *concurrency).await?,
+        } => {
+            let write = crate::bench::WriteLoad {
+                conversations: *write_conversations,
+                entries: *write_entries,
+                writers: *writers,
+                one_entry_per_write: *one_entry_per_write,
+            };
+            crate::bench::memory(database_url, *conversations, *concurrency, write).await?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
