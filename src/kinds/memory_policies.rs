@@ -143,17 +143,28 @@ impl Handler for MemoryPoliciesCatchUpHandler {
             Ok(ids) => ids,
             Err(e) => return failed(e),
         };
-        // The unique key the entry trigger uses, so a flush already queued is not doubled.
-        let queued: Result<i64, sqlx::Error> = sqlx::query_scalar(
-            "SELECT count(enqueue($1, jsonb_build_object('conversation_id', id), 'default', 0::int2, \
-             NULL, 25, $1 || ':' || id)) FROM unnest($2::uuid[]) AS id",
+        // The unique keys the entry trigger uses, so a job already queued is not doubled. A
+        // conversation the trigger missed may have missed its privacy job too: where its
+        // configuration has a policy, that is queued ahead of the flush (priority 10), so what
+        // the flush keeps and summarises is redacted first.
+        let queued: Result<(i64, i64), sqlx::Error> = sqlx::query_as(
+            "SELECT (SELECT count(enqueue($2, jsonb_build_object('conversation_id', c.id), 'default', \
+                       10::int2, NULL, 25, $2 || ':' || c.id)) \
+                       FROM conversations c \
+                       JOIN memory_configs m ON m.project = c.memory_config_project AND m.id = c.memory_config_id \
+                      WHERE c.id = ANY($3) AND jsonb_typeof(m.config -> 'privacy_policy') = 'object'), \
+                    (SELECT count(enqueue($1, jsonb_build_object('conversation_id', id), 'default', 0::int2, \
+                       NULL, 25, $1 || ':' || id)) FROM unnest($3::uuid[]) AS id)",
         )
         .bind(MemoryFlushArgs::KIND)
+        .bind(MemoryPrivacyArgs::KIND)
         .bind(&ids)
         .fetch_one(&job.pool)
         .await;
         match queued {
-            Ok(n) => Outcome::Succeeded(serde_json::json!({"found": ids.len(), "queued": n})),
+            Ok((privacy, n)) => Outcome::Succeeded(
+                serde_json::json!({"found": ids.len(), "queued": n, "privacy_queued": privacy}),
+            ),
             Err(e) => Outcome::Failed(format!("memory-policies catch-up enqueue failed: {e}")),
         }
     }

@@ -283,7 +283,11 @@ async fn catch_up_flushes_conversations_the_trigger_missed() {
     );
 
     let first = catch_up(&d, &pool).await;
-    assert_eq!(first, json!({"found": 2, "queued": 2}), "{first}");
+    assert_eq!(
+        first,
+        json!({"found": 2, "queued": 2, "privacy_queued": 1}),
+        "{first}"
+    );
     eventually(Duration::from_secs(20), "every policy job finished", || async {
         count(&pool, "SELECT count(*) FROM memwarden.jobs WHERE kind IN ('memory-flush', 'memory-privacy') AND status = 'succeeded'").await == 3
     })
@@ -303,8 +307,8 @@ async fn catch_up_flushes_conversations_the_trigger_missed() {
         within_rows,
         "3 of 4 is within the limit"
     );
-    // Half of the 8 go into one summary; the summary's insert fires the trigger, whose
-    // privacy job then redacts the 4 kept.
+    // Half of the 8 go into one summary (redacted as it is written); the privacy job the
+    // catch-up queued ahead of the flush redacts the 4 kept.
     let rows = entries_of(&pool, late).await;
     assert_eq!(rows.len(), 5, "{rows:?}");
     let (role, summary) = &rows[0];
@@ -318,7 +322,11 @@ async fn catch_up_flushes_conversations_the_trigger_missed() {
     assert_eq!(rows[1..], redacted[..], "{rows:?}");
 
     let second = catch_up(&d, &pool).await;
-    assert_eq!(second, json!({"found": 0, "queued": 0}), "{second}");
+    assert_eq!(
+        second,
+        json!({"found": 0, "queued": 0, "privacy_queued": 0}),
+        "{second}"
+    );
     assert_eq!(
         count(
             &pool,

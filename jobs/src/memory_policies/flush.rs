@@ -181,6 +181,11 @@ pub async fn flush_conversation(
                     .into_owned(),
                 None => text,
             };
+            // The entry trigger leaves this insert alone (migration 0013): the summary is
+            // already what the policies would make of it.
+            sqlx::query("SELECT set_config('memwarden.policy_write', 'on', true)")
+                .execute(&mut *tx)
+                .await?;
             sqlx::query(
                 "INSERT INTO conversation_entries (conversation_id, role, content, created_at) \
                  VALUES ($1, $2, $3, $4)",

@@ -10,6 +10,7 @@ mod eviction;
 mod memory_policies;
 mod memory_service;
 mod memory_service_embeddings;
+mod policy_triggers;
 mod providers;
 mod retrieve_logs;
 mod store;

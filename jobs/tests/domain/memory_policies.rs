@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::common::{count, TestDb};
 
-async fn config(pool: &PgPool, id: &str, v: serde_json::Value) {
+pub async fn config(pool: &PgPool, id: &str, v: serde_json::Value) {
     let c: MemoryConfig = serde_json::from_value(v).unwrap();
     c.validate().unwrap();
     sqlx::query(
@@ -30,7 +30,7 @@ async fn config(pool: &PgPool, id: &str, v: serde_json::Value) {
 
 /// A conversation under `config_id` with `n` entries, the i-th `i` minutes after a base
 /// `age_days` ago (content "message i. more"), oldest first.
-async fn conversation(pool: &PgPool, config_id: Option<&str>, n: i32, age_days: i32) -> Uuid {
+pub async fn conversation(pool: &PgPool, config_id: Option<&str>, n: i32, age_days: i32) -> Uuid {
     let id: Uuid = sqlx::query_scalar(
         "INSERT INTO conversations (owner_id, memory_config_id) VALUES ('o', $1) RETURNING id",
     )
@@ -63,7 +63,7 @@ async fn entries(pool: &PgPool, id: Uuid) -> Vec<(String, String)> {
     .unwrap()
 }
 
-fn persistence() -> serde_json::Value {
+pub fn persistence() -> serde_json::Value {
     json!({"type": "postgres", "ttl": "24h"})
 }
 
