@@ -10,7 +10,8 @@ use memwarden::startup::Kinds;
 
 use super::fake_provider::FakeProvider;
 use super::support::{
-    bench_settings, default_queue, in_fresh_database, migrated_pool, rss_mb, start_daemon,
+    bench_settings, default_queue, in_fresh_database, migrated_pool, reset_peak_rss, rss_line,
+    rss_mb, start_daemon,
 };
 
 pub async fn enrich(server_url: &str, n: i64, owners: i64, concurrency: u32) -> Result<()> {
@@ -72,6 +73,7 @@ async fn run(url: String, n: i64, owners: i64, concurrency: u32, config: &str) -
     let pool = migrated_pool(&url).await?;
     let mut settings = bench_settings(config, &url)?;
     default_queue(&mut settings, concurrency, None)?;
+    let from = reset_peak_rss();
     let daemon = start_daemon(settings, Kinds::Daemon).await?;
     let port = daemon.addr;
     let t0 = Instant::now();
@@ -117,6 +119,10 @@ async fn run(url: String, n: i64, owners: i64, concurrency: u32, config: &str) -
     // The check, as an AutoMem client makes it: the status route drains to 0.
     let status = drained_enrichment_status(port).await?;
     println!("GET /enrichment/status: {status}");
+    println!(
+        "{}",
+        rss_line(&format!("enrich N={n} C={concurrency}"), from)
+    );
     daemon.stop(Duration::from_secs(10)).await?;
     Ok(n as f64 / dt)
 }

@@ -12,7 +12,7 @@ use memwarden::queue::{enqueue, NewJob, Registry};
 use memwarden::startup::{Application, Build, Kinds, Running};
 
 use super::queue::{queue_settings, CountedNoop};
-use super::support::{in_fresh_database, rss_mb};
+use super::support::{in_fresh_database, reset_peak_rss, rss_line, rss_mb};
 
 const ORPHANS: i64 = 1000;
 
@@ -62,8 +62,11 @@ async fn run(url: String, n: usize, concurrency: u32, k: usize) -> Result<String
     for chunk in jobs.chunks(10_000) {
         enqueue::insert_jobs(&pool, chunk).await?;
     }
+    drop(jobs);
     sqlx::query("VACUUM ANALYZE jobs").execute(&pool).await?;
 
+    // The peak from here on is the replicas' and the rescue's, not the bench's N-job buffer.
+    let from = reset_peak_rss();
     let ran = Arc::new(AtomicUsize::new(0));
     let t0 = Instant::now();
     let mut daemons: Vec<Running> = Vec::new();
@@ -109,8 +112,9 @@ async fn run(url: String, n: usize, concurrency: u32, k: usize) -> Result<String
     pool.close().await;
     Ok(format!(
         "memwarden replicas={k} N={n} C={concurrency} each: {:.0} jobs/s ({dt:.2} s incl. startup, {workers} workers ran jobs); \
-         {ORPHANS} expired leases rescued and run in {:.2} s; peak rss_mb {peak_rss:.1} (all replicas, one process)",
+         {ORPHANS} expired leases rescued and run in {:.2} s; peak rss_mb {peak_rss:.1} (all replicas, one process)\n{}",
         n as f64 / dt,
-        rescue.as_secs_f64()
+        rescue.as_secs_f64(),
+        rss_line(&format!("replicas={k} N={n} C={concurrency}"), from)
     ))
 }

@@ -11,18 +11,44 @@ use memwarden::queue::{NewJob, Status};
 use memwarden::startup::{Application, Build, Kinds, Running};
 use sqlx::PgPool;
 
-/// This process's resident set, in MiB.
-pub fn rss_mb() -> f64 {
+/// A field of /proc/self/status given in kB (`VmRSS:`, `VmHWM:`), in MiB; 0 off Linux.
+fn status_mib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
+}
+
+/// This process's resident set, in MiB.
+pub fn rss_mb() -> f64 {
+    status_mib("VmRSS:")
+}
+
+/// Starts this process's peak resident set (VmHWM) again from its current resident set, so
+/// that [`rss_line`] reports the peak of what follows (Linux: `5` into /proc/self/clear_refs;
+/// where that fails the peak is the process's whole life, which is only ever more). Returns the
+/// resident set it starts from, which [`rss_line`] prints as `from`.
+pub fn reset_peak_rss() -> f64 {
+    std::fs::write("/proc/self/clear_refs", "5").ok();
+    rss_mb()
+}
+
+/// The memory line every bench prints last: the kernel's peak resident set (VmHWM) since the
+/// last [`reset_peak_rss`] and the resident set now (VmRSS), of the bench process, which holds
+/// the daemon (or every replica) and the bench's own client; `from` is the resident set when the
+/// peak was reset, heap the bench freed but the allocator kept included.
+pub fn rss_line(load: &str, from: f64) -> String {
+    format!(
+        "rss_mb {load}: peak={:.1} now={:.1} from={from:.1} (VmHWM, VmRSS of the bench process, daemon included)",
+        status_mib("VmHWM:"),
+        rss_mb()
+    )
 }
 
 /// The `p` quantile (0 to 1) of `sorted`, by nearest rank; 0 when it is empty.
