@@ -84,13 +84,36 @@ impl Queue {
     }
 }
 
+/// The depth query's share of the time at most: a count that took 400 ms (1,000,000 pending
+/// jobs, a parallel sequential scan) waits 20 s before the next, instead of running every
+/// `depth_interval`. The ticks go on (the pause fallback, the loop's health); the gauges keep
+/// their last values between counts. `/v1/status` always counts.
+const DUTY_CYCLE: u32 = 50;
+
 pub struct Depth {
     queue: Queue,
+    next_count: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Depth {
     pub fn new(queue: Queue) -> Self {
-        Depth { queue }
+        Depth {
+            queue,
+            next_count: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether this tick counts: the first does, and then one once the last count's cost has
+    /// been spread over `DUTY_CYCLE` times its length.
+    fn due(&self) -> bool {
+        let next = *self.next_count.lock().unwrap_or_else(|e| e.into_inner());
+        next.is_none_or(|at| std::time::Instant::now() >= at)
+    }
+
+    fn counted(&self, started: std::time::Instant) {
+        let took = started.elapsed();
+        *self.next_count.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(started + took * DUTY_CYCLE);
     }
 }
 
@@ -109,7 +132,13 @@ impl Periodic for Depth {
     }
 
     async fn tick(&self) -> anyhow::Result<()> {
-        for s in self.queue.status().await? {
+        if !self.due() {
+            return Ok(self.queue.refresh_paused().await?);
+        }
+        let started = std::time::Instant::now();
+        let status = self.queue.status().await?;
+        self.counted(started);
+        for s in status {
             let q = s.name.clone();
             for (status, n) in [
                 ("available", s.available),
@@ -171,5 +200,20 @@ mod tests {
         assert!(default.oldest_available_age_s >= 3599.0);
         assert!(status.iter().any(|s| s.name == "quiet" && s.paused));
         assert!(q.wakeups().is_paused("quiet"), "the tick read the pause");
+    }
+
+    #[tokio::test]
+    async fn a_slow_count_waits_fifty_times_its_length_and_the_ticks_go_on() {
+        let db = TestDb::migrated();
+        let q = test_support::queue(&db, "", Registry::new());
+        let depth = Depth::new(q.clone());
+        assert!(depth.due(), "the first tick counts");
+        let long_ago = std::time::Instant::now() - Duration::from_millis(200);
+        depth.counted(long_ago);
+        assert!(!depth.due(), "a 200 ms count is not repeated for 10 s");
+        depth.tick().await.unwrap();
+        depth.counted(std::time::Instant::now());
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(depth.due(), "a count of microseconds is due again at once");
     }
 }
