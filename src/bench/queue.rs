@@ -89,7 +89,7 @@ pub async fn queue(
 }
 
 /// Writes the prefill in statements of 1,000,000 rows, then vacuums and analyzes.
-async fn prefill_table(pool: &sqlx::PgPool, prefill: Prefill) -> Result<()> {
+pub(super) async fn prefill_table(pool: &sqlx::PgPool, prefill: Prefill) -> Result<()> {
     let t = Instant::now();
     let step = 1_000_000i64;
     let mut done = 0;

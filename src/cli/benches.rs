@@ -139,6 +139,14 @@ pub enum BenchCommand {
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
+    /// job-purge of N succeeded jobs with their attempts (as `queue --history` writes them),
+    /// twice: jobs/s, to compare with the queue's throughput.
+    Purge {
+        #[arg(long, default_value_t = 2_000_000)]
+        jobs: i64,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
     /// Memory configurations: N conversations over a hybrid_summary limit flushed with the
     /// offline summariser (conversations/s), then the privacy policy re-applied (per entry),
     /// then entries written with and without redaction by the running daemon (entries/s).
@@ -263,6 +271,12 @@ pub async fn run(cli: &Cli, cmd: &BenchCommand) -> Result<ExitCode> {
             };
             let window = Duration::from_millis(*window_ms);
             crate::bench::evict(database_url, *conversations, settings, window).await?
+        }
+        BenchCommand::Purge { jobs, database_url } => {
+            if *jobs < 1 {
+                anyhow::bail!("--jobs must be at least 1");
+            }
+            crate::bench::purge_bench(database_url, *jobs).await?
         }
         BenchCommand::EvictStores {
             entries,
