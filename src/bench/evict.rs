@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use memwarden::config::{Schema, Settings};
+use memwarden::config::Schema;
 use memwarden_jobs::eviction::EvictionSettings;
 use sqlx::PgPool;
 
-use super::support::{in_fresh_database, p99, rss_mb};
+use super::support::{checkpoint, in_fresh_database, p99, rss_mb, work_pool};
 
 pub async fn evict(
     server_url: &str,
@@ -98,11 +98,7 @@ async fn run(url: String, n: i64, settings: EvictionSettings, window: Duration) 
         .execute(&pool)
         .await?;
     sqlx::query("VACUUM ANALYZE").execute(&pool).await?;
-    // Eviction runs against a database at rest, not one whose bulk load the checkpointer is
-    // still writing out; CHECKPOINT needs a superuser or pg_checkpoint, so it is best effort.
-    if let Err(e) = sqlx::query("CHECKPOINT").execute(&pool).await {
-        eprintln!("bench: CHECKPOINT after the load failed ({e}); figures include its writes");
-    }
+    checkpoint(&pool).await;
     let live_before: i64 =
         sqlx::query_scalar("SELECT count(*) FROM conversations WHERE deleted_at IS NULL")
             .fetch_one(&pool)
@@ -121,13 +117,7 @@ async fn run(url: String, n: i64, settings: EvictionSettings, window: Duration) 
     let w = tokio::spawn(live_writer(pool.clone(), stop.clone()));
     // Eviction runs as the daemon's handlers do, in a `memwarden-work` session; the writer
     // stands for the application and commits synchronously.
-    let work = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .connect_with(memwarden::db::work_session_options(
-            url.parse()?,
-            &Settings::default(),
-        ))
-        .await?;
+    let work = work_pool(&url).await?;
     let retention = RetentionPeriod::parse(Some("P30D"))?;
     let mut spans = Vec::new();
     let mut total = memwarden_jobs::eviction::EvictionReport::default();

@@ -11,14 +11,13 @@
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use memwarden::config::Settings;
 use memwarden_jobs::eviction::{
     evict, EvictionReport, EvictionSettings, EvictionStore, ResourceType, RetentionPeriod,
 };
 use memwarden_jobs::memory_service::{AttachmentStore, MemoryServiceStore};
 use sqlx::PgPool;
 
-use super::support::{in_fresh_database, migrated_pool, rss_mb};
+use super::support::{checkpoint, in_fresh_database, migrated_pool, rss_mb, work_pool};
 
 const MEMORY_SERVICE_SCHEMA: &str = include_str!("../../tests/fixtures/memory_service_schema.sql");
 
@@ -63,22 +62,14 @@ async fn run(url: String, fill: MemoryServiceFill, settings: EvictionSettings) -
             .await?;
     }
     sqlx::query("VACUUM ANALYZE").execute(&pool).await?;
-    if let Err(e) = sqlx::query("CHECKPOINT").execute(&pool).await {
-        eprintln!("bench: CHECKPOINT after the load failed ({e}); figures include its writes");
-    }
+    checkpoint(&pool).await;
     println!(
         "filled {conversations} conversations x 4 entries in each store ({:.1} s), embeddings of {dims} dims on Memory Service's, {} index on entry_embeddings (conversation_id)",
         t.elapsed().as_secs_f64(),
         if fill.conversation_index { "with an" } else { "without the" }
     );
     // Eviction runs as the daemon's handlers do, in a `memwarden-work` session.
-    let work = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .connect_with(memwarden::db::work_session_options(
-            url.parse()?,
-            &Settings::default(),
-        ))
-        .await?;
+    let work = work_pool(&url).await?;
     let memory_service = EvictionSettings {
         store: EvictionStore::MemoryService(MemoryServiceStore {
             schema: Default::default(),

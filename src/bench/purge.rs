@@ -11,7 +11,7 @@ use memwarden::config::Settings;
 use memwarden::queue::purge::{purge, PurgeCutoff, PurgeReport, PurgeRequest};
 
 use super::queue::{prefill_table, Prefill};
-use super::support::{in_fresh_database, migrated_pool, rss_mb};
+use super::support::{in_fresh_database, migrated_pool, rss_mb, work_pool};
 
 pub async fn purge_bench(server_url: &str, jobs: i64) -> Result<()> {
     in_fresh_database(server_url, "purge", |url| run(url, jobs)).await
@@ -20,13 +20,7 @@ pub async fn purge_bench(server_url: &str, jobs: i64) -> Result<()> {
 async fn run(url: String, jobs: i64) -> Result<()> {
     let pool = migrated_pool(&url).await?;
     let batch = i64::from(Settings::default().purge.batch_size.get());
-    let work = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .connect_with(memwarden::db::work_session_options(
-            url.parse()?,
-            &Settings::default(),
-        ))
-        .await?;
+    let work = work_pool(&url).await?;
     for _ in 0..2 {
         prefill_table(
             &pool,

@@ -86,6 +86,26 @@ pub async fn migrated_pool(url: &str) -> Result<PgPool> {
     Ok(pool)
 }
 
+/// Two connections in `memwarden-work` sessions, as the daemon's handlers run (asynchronous
+/// commit, their statement timeout): what a bench runs a domain function in.
+pub async fn work_pool(url: &str) -> Result<PgPool> {
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(memwarden::db::work_session_options(
+            url.parse()?,
+            &Settings::default(),
+        ))
+        .await?)
+}
+
+/// A bench measures a database at rest, not one whose bulk load the checkpointer is still
+/// writing out; CHECKPOINT needs a superuser or pg_checkpoint, so it is best effort.
+pub async fn checkpoint(pool: &PgPool) {
+    if let Err(e) = sqlx::query("CHECKPOINT").execute(pool).await {
+        eprintln!("bench: CHECKPOINT after the load failed ({e}); figures include its writes");
+    }
+}
+
 /// The settings a bench starts from: the defaults with no default schedule (a catch-up or an
 /// hourly sync firing mid-run would work beside the measurement, as it did in a 1M reembed),
 /// then `defaults`, then `MEMWARDEN_*` from the environment (so a setting can be tried without

@@ -9,6 +9,37 @@ use clap::Subcommand;
 
 use super::Cli;
 
+/// How the eviction benches size and pace their batches.
+#[derive(Debug, clap::Args)]
+pub struct EvictionBatches {
+    /// Conversations per batch at most. Short batches keep the live writer's p99 lower at no
+    /// cost in rate (docs/performance.md, "Eviction").
+    #[arg(long, default_value_t = 100)]
+    batch_size: i64,
+    #[arg(long, default_value_t = 1)]
+    pause_ms: u64,
+    /// The transaction limit that batches are sized to stay inside (at least 10, as in
+    /// `eviction.max_transaction_ms`).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..))]
+    max_transaction_ms: u64,
+}
+
+impl EvictionBatches {
+    /// memwarden's own store's settings; the Memory Service bench sets its store on a copy.
+    fn settings(&self) -> Result<memwarden_jobs::eviction::EvictionSettings> {
+        if self.batch_size < 1 {
+            anyhow::bail!("--batch-size must be at least 1");
+        }
+        Ok(memwarden_jobs::eviction::EvictionSettings {
+            batch_size: self.batch_size,
+            pause: Duration::from_millis(self.pause_ms),
+            max_transaction: Duration::from_millis(self.max_transaction_ms),
+            blobs_dir: std::env::temp_dir(),
+            store: Default::default(),
+        })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Enrichment of N memories over some owners, inserted with plain SQL.
@@ -102,16 +133,8 @@ pub enum BenchCommand {
     Evict {
         #[arg(long, default_value_t = 500_000)]
         conversations: i64,
-        /// Conversations per batch at most. Short batches keep the live writer's p99 lower at
-        /// no cost in rate (docs/performance.md, "Eviction").
-        #[arg(long, default_value_t = 100)]
-        batch_size: i64,
-        #[arg(long, default_value_t = 1)]
-        pause_ms: u64,
-        /// The transaction limit that batches are sized to stay inside (at least 10, as in
-        /// `eviction.max_transaction_ms`).
-        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..))]
-        max_transaction_ms: u64,
+        #[command(flatten)]
+        batches: EvictionBatches,
         /// Eviction runs for this long, then stops for as long, and so on: the writer's p99
         /// with and without eviction comes from alternating windows of the same run.
         #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(500..))]
@@ -130,12 +153,8 @@ pub enum BenchCommand {
         /// Index `entry_embeddings (conversation_id)` first, as Memory Service's schema does not.
         #[arg(long)]
         conversation_index: bool,
-        #[arg(long, default_value_t = 100)]
-        batch_size: i64,
-        #[arg(long, default_value_t = 1)]
-        pause_ms: u64,
-        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..))]
-        max_transaction_ms: u64,
+        #[command(flatten)]
+        batches: EvictionBatches,
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
@@ -256,19 +275,11 @@ pub async fn run(cli: &Cli, cmd: &BenchCommand) -> Result<ExitCode> {
         }
         BenchCommand::Evict {
             conversations,
-            batch_size,
-            pause_ms,
-            max_transaction_ms,
+            batches,
             window_ms,
             database_url,
         } => {
-            let settings = memwarden_jobs::eviction::EvictionSettings {
-                batch_size: *batch_size,
-                pause: Duration::from_millis(*pause_ms),
-                max_transaction: Duration::from_millis(*max_transaction_ms),
-                blobs_dir: std::env::temp_dir(),
-                store: Default::default(),
-            };
+            let settings = batches.settings()?;
             let window = Duration::from_millis(*window_ms);
             crate::bench::evict(database_url, *conversations, settings, window).await?
         }
@@ -282,21 +293,13 @@ pub async fn run(cli: &Cli, cmd: &BenchCommand) -> Result<ExitCode> {
             entries,
             dims,
             conversation_index,
-            batch_size,
-            pause_ms,
-            max_transaction_ms,
+            batches,
             database_url,
         } => {
-            if *entries < 4 || *batch_size < 1 || *dims < 1 {
-                anyhow::bail!("--entries must be at least 4, --batch-size and --dims at least 1");
+            if *entries < 4 || *dims < 1 {
+                anyhow::bail!("--entries must be at least 4, --dims at least 1");
             }
-            let settings = memwarden_jobs::eviction::EvictionSettings {
-                batch_size: *batch_size,
-                pause: Duration::from_millis(*pause_ms),
-                max_transaction: Duration::from_millis(*max_transaction_ms),
-                blobs_dir: std::env::temp_dir(),
-                store: Default::default(),
-            };
+            let settings = batches.settings()?;
             let fill = crate::bench::MemoryServiceFill {
                 entries: *entries,
                 dims: *dims,
