@@ -63,16 +63,21 @@ async fn entries(pool: &PgPool, id: Uuid) -> Vec<(String, String)> {
     .unwrap()
 }
 
+/// A fresh database with one configuration, `id`.
+async fn configured(id: &str, v: serde_json::Value) -> (TestDb, PgPool) {
+    let db = TestDb::migrated();
+    let pool = db.pool().await;
+    config(&pool, id, v).await;
+    (db, pool)
+}
+
 pub fn persistence() -> serde_json::Value {
     json!({"type": "postgres", "ttl": "24h"})
 }
 
 #[tokio::test]
 async fn fifo_trims_to_max_messages_keeping_the_newest() {
-    let db = TestDb::migrated();
-    let pool = db.pool().await;
-    config(
-        &pool,
+    let (_db, pool) = configured(
         "fifo",
         json!({"type": "message_count_based", "max_messages": 5,
         "flushing": {"type": "simple_fifo"}, "persistence": persistence()}),
@@ -166,10 +171,7 @@ async fn hybrid_summary_replaces_the_oldest_with_one_entry_in_their_place() {
 
 #[tokio::test]
 async fn a_flush_that_fails_leaves_every_entry() {
-    let db = TestDb::migrated();
-    let pool = db.pool().await;
-    config(
-        &pool,
+    let (_db, pool) = configured(
         "sum",
         json!({"type": "message_count_based", "max_messages": 3,
         "flushing": {"type": "hybrid_summary"}, "persistence": persistence()}),
@@ -193,10 +195,7 @@ async fn a_flush_that_fails_leaves_every_entry() {
 
 #[tokio::test]
 async fn expiry_removes_only_entries_past_the_ttl_of_their_configuration() {
-    let db = TestDb::migrated();
-    let pool = db.pool().await;
-    config(
-        &pool,
+    let (_db, pool) = configured(
         "day",
         json!({"type": "buffer", "persistence": {"type": "postgres", "ttl": "24h"}}),
     )
@@ -244,10 +243,7 @@ async fn expiry_removes_only_entries_past_the_ttl_of_their_configuration() {
 
 #[tokio::test]
 async fn privacy_redacts_and_drops_and_leaves_others_alone() {
-    let db = TestDb::migrated();
-    let pool = db.pool().await;
-    config(
-        &pool,
+    let (_db, pool) = configured(
         "pii",
         json!({"type": "buffer", "persistence": persistence(),
         "privacy_policy": {"redact_patterns": ["\\b\\d{3}-\\d{2}-\\d{4}\\b"],
@@ -339,10 +335,7 @@ async fn privacy_redacts_and_drops_and_leaves_others_alone() {
 
 #[tokio::test]
 async fn a_stop_ends_privacy_between_conversations() {
-    let db = TestDb::migrated();
-    let pool = db.pool().await;
-    config(
-        &pool,
+    let (_db, pool) = configured(
         "pii",
         json!({"type": "buffer", "persistence": persistence(),
         "privacy_policy": {"redact_patterns": ["message"]}}),
