@@ -69,6 +69,39 @@ async fn the_native_api_calls_evict_reembed_and_repair_a_memory_service_database
         0
     );
 
+    // And with Server-Sent-Events progress, as Memory Service's clients ask for it.
+    let (sse_group, _, _) = group(&pool, Some("40 days"), 1).await;
+    let body = crate::harness::admin_client()
+        .post(d.url("/v1/admin/evict?async=true"))
+        .json(
+            &json!({"retentionPeriod": "P30D", "resourceTypes": ["conversations"],
+                      "justification": "retention"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        body.contains(r#""progress":100"#) && !body.contains("event: error"),
+        "{body}"
+    );
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM public.conversation_groups WHERE id = $1")
+            .bind(sse_group)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(left, 0);
+    assert_eq!(count(&pool, "SELECT count(*) FROM public.tasks").await, 2);
+    let audited = count(
+        &pool,
+        "SELECT count(*) FROM memwarden.audit_log WHERE justification = 'retention'",
+    )
+    .await;
+    assert!(audited >= 2, "both evict calls are audited: {audited}");
+
     // A memories resource is not a Memory Service one: the job says so.
     let r = d
         .post(
