@@ -60,12 +60,9 @@ async fn memory_service_evict_sync_sse_and_bad_input() {
     for _ in 0..10 {
         conversation(&pool, Some("40 days"), 4).await;
     }
-    let body = crate::harness::admin_client()
-        .post(d.url("/v1/admin/evict?async=true"))
-        .json(&json!({"retentionPeriod": "P30D", "resourceTypes": ["conversations"], "justification": "cleanup"}))
-        .send()
+    let body = d
+        .post("/v1/admin/evict?async=true", json!({"retentionPeriod": "P30D", "resourceTypes": ["conversations"], "justification": "cleanup"}))
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -207,12 +204,12 @@ async fn a_failed_attempt_is_an_sse_error_and_the_stream_follows_the_retry() {
     .execute(&pool)
     .await
     .unwrap();
-    let body = crate::harness::admin_client()
-        .post(d.url("/v1/admin/evict?async=true"))
-        .json(&json!({"retentionPeriod": "P30D", "justification": "cleanup"}))
-        .send()
+    let body = d
+        .post(
+            "/v1/admin/evict?async=true",
+            json!({"retentionPeriod": "P30D", "justification": "cleanup"}),
+        )
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();

@@ -71,15 +71,13 @@ async fn the_native_api_calls_evict_reembed_and_repair_a_memory_service_database
 
     // And with Server-Sent-Events progress, as Memory Service's clients ask for it.
     let (sse_group, _, _) = group(&pool, Some("40 days"), 1).await;
-    let body = crate::harness::admin_client()
-        .post(d.url("/v1/admin/evict?async=true"))
-        .json(
-            &json!({"retentionPeriod": "P30D", "resourceTypes": ["conversations"],
-                      "justification": "retention"}),
+    let body = d
+        .post(
+            "/v1/admin/evict?async=true",
+            json!({"retentionPeriod": "P30D", "resourceTypes": ["conversations"],
+                   "justification": "retention"}),
         )
-        .send()
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
