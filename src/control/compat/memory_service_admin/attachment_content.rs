@@ -159,7 +159,11 @@ pub async fn download_url(
         )));
     }
     let expires_in = settings.blobs.download_url_expires_in.as_secs().max(1);
-    let expires_at = chrono::Utc::now().timestamp() + expires_in as i64;
+    // Tokens carry whole seconds: the expiry is rounded up, so a URL lives at least
+    // `expiresIn` seconds (rounded down, one issued at 10.9 s for 1 s lived 0.1 s).
+    let now = chrono::Utc::now();
+    let expires_at =
+        now.timestamp() + expires_in as i64 + i64::from(now.timestamp_subsec_nanos() > 0);
     let token = download_token::sign(key.as_bytes(), attachment.id, expires_at);
     let mut url = format!(
         "/v1/attachments/download/{token}/{}",
