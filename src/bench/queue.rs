@@ -88,6 +88,23 @@ pub async fn queue(
     .await
 }
 
+/// `n` no-op jobs on the default queue, inserted 10,000 per statement, then the table
+/// vacuumed and analysed: the burn-down that `queue` and `replicas` time.
+pub(super) async fn enqueue_noops(pool: &sqlx::PgPool, n: usize) -> Result<()> {
+    let jobs: Vec<NewJob> = (0..n)
+        .map(|i| NewJob {
+            queue: Some("default".into()),
+            max_attempts: Some(25),
+            ..NewJob::new("bench-noop", serde_json::json!({ "i": i }))
+        })
+        .collect();
+    for chunk in jobs.chunks(10_000) {
+        enqueue::insert_jobs(pool, chunk).await?;
+    }
+    sqlx::query("VACUUM ANALYZE jobs").execute(pool).await?;
+    Ok(())
+}
+
 /// Writes the prefill in statements of 1,000,000 rows, then vacuums and analyzes.
 pub(super) async fn prefill_table(pool: &sqlx::PgPool, prefill: Prefill) -> Result<()> {
     let t = Instant::now();
@@ -150,18 +167,7 @@ async fn run(
         .await?;
     memwarden::db::migrate(&pool, &schema).await?;
     prefill_table(&pool, prefill).await?;
-    let jobs: Vec<NewJob> = (0..n)
-        .map(|i| NewJob {
-            queue: Some("default".into()),
-            max_attempts: Some(25),
-            ..NewJob::new("bench-noop", serde_json::json!({ "i": i }))
-        })
-        .collect();
-    for chunk in jobs.chunks(10_000) {
-        enqueue::insert_jobs(&pool, chunk).await?;
-    }
-    drop(jobs);
-    sqlx::query("VACUUM ANALYZE jobs").execute(&pool).await?;
+    enqueue_noops(&pool, n).await?;
 
     let starts = Starts::default();
     let ran = Arc::new(AtomicUsize::new(0));

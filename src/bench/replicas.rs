@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use memwarden::queue::{enqueue, NewJob, Registry};
+use memwarden::queue::Registry;
 use memwarden::startup::{Application, Build, Kinds, Running};
 
-use super::queue::{queue_settings, CountedNoop};
+use super::queue::{enqueue_noops, queue_settings, CountedNoop};
 use super::support::{in_fresh_database, reset_peak_rss, rss_line, rss_mb};
 
 const ORPHANS: i64 = 1000;
@@ -53,17 +53,7 @@ async fn run(url: String, n: usize, concurrency: u32, k: usize) -> Result<String
     let settings = queue_settings(&url, concurrency)?;
     let pool = memwarden::db::connect(&settings, &url).await?;
     memwarden::db::migrate(&pool, &settings.database.schema).await?;
-    let jobs: Vec<NewJob> = (0..n)
-        .map(|i| NewJob {
-            queue: Some("default".into()),
-            ..NewJob::new("bench-noop", serde_json::json!({ "i": i }))
-        })
-        .collect();
-    for chunk in jobs.chunks(10_000) {
-        enqueue::insert_jobs(&pool, chunk).await?;
-    }
-    drop(jobs);
-    sqlx::query("VACUUM ANALYZE jobs").execute(&pool).await?;
+    enqueue_noops(&pool, n).await?;
 
     // The peak from here on is the replicas' and the rescue's, not the bench's N-job buffer.
     let from = reset_peak_rss();

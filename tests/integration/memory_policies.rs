@@ -9,6 +9,16 @@ use serde_json::json;
 
 use crate::harness::{count, eventually, Daemon, TestDb};
 
+/// A conversation under the configuration `chat`.
+async fn chat_conversation(pool: &sqlx::PgPool) -> uuid::Uuid {
+    sqlx::query_scalar(
+        "INSERT INTO conversations (owner_id, memory_config_id) VALUES ('o', 'chat') RETURNING id",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn trigger_enqueued_jobs_flush_and_redact_a_conversation() {
     let db = TestDb::migrated();
@@ -24,12 +34,7 @@ async fn trigger_enqueued_jobs_flush_and_redact_a_conversation() {
         .execute(&pool)
         .await
         .unwrap();
-    let c: uuid::Uuid = sqlx::query_scalar(
-        "INSERT INTO conversations (owner_id, memory_config_id) VALUES ('o', 'chat') RETURNING id",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let c = chat_conversation(&pool).await;
     sqlx::query(
         "INSERT INTO conversation_entries (conversation_id, role, content, created_at) \
          SELECT $1, CASE WHEN g = 9 THEN 'system' ELSE 'user' END, \
@@ -111,12 +116,7 @@ async fn a_put_that_changes_the_privacy_policy_redacts_what_was_written() {
     let created = put(config.clone(), None).await.unwrap();
     assert_eq!(created.status(), 201);
     let tag = created.headers()["etag"].to_str().unwrap().to_string();
-    let c: uuid::Uuid = sqlx::query_scalar(
-        "INSERT INTO conversations (owner_id, memory_config_id) VALUES ('o', 'chat') RETURNING id",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let c = chat_conversation(&pool).await;
     sqlx::query(
         "INSERT INTO conversation_entries (conversation_id, role, content) \
          SELECT $1, 'user', 'card 4111-1111-1111-1111 in entry ' || g FROM generate_series(1, 5) g",
