@@ -161,6 +161,11 @@ impl ReembedError {
             ReembedError::Count(_) => None,
         }
     }
+
+    /// A provider's 429: see [`crate::embedding::EmbedError::is_rate_limited`].
+    pub fn is_rate_limited(&self) -> bool {
+        matches!(self, ReembedError::Walk(e) if e.is_rate_limited())
+    }
 }
 
 /// Runs (or continues, from `checkpoint`) a reembed.

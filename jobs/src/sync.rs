@@ -104,6 +104,11 @@ impl SyncError {
             _ => None,
         }
     }
+
+    /// A provider's 429: see [`crate::embedding::EmbedError::is_rate_limited`].
+    pub fn is_rate_limited(&self) -> bool {
+        matches!(self, SyncError::Walk(e) if e.is_rate_limited())
+    }
 }
 
 /// Scans, and unless `dry_run`, repairs. A retried sync simply scans again: what was repaired

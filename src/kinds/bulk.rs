@@ -11,7 +11,7 @@ use memwarden_jobs::sync::SyncArgs;
 use memwarden_jobs::PgVectorIndex;
 use tokio::sync::watch;
 
-use super::{failure, report, stopped_early};
+use super::{provider_failure, report, stopped_early};
 use crate::config::Settings;
 use crate::queue::{Handler, JobContext, Outcome};
 use crate::telemetry::metrics::SYNC_DRIFT;
@@ -85,7 +85,12 @@ impl Handler for ReembedHandler {
         match result {
             Ok(r) if r.status == "interrupted" => stopped_early(&job),
             Ok(r) => report(&r),
-            Err(e) => failure(e.to_string(), e.is_retryable(), e.retry_after()),
+            Err(e) => provider_failure(
+                e.to_string(),
+                e.is_retryable(),
+                e.retry_after(),
+                e.is_rate_limited(),
+            ),
         }
     }
 
@@ -133,7 +138,12 @@ impl Handler for SyncHandler {
                 }
                 report(&r)
             }
-            Err(e) => failure(e.to_string(), e.is_retryable(), e.retry_after()),
+            Err(e) => provider_failure(
+                e.to_string(),
+                e.is_retryable(),
+                e.retry_after(),
+                e.is_rate_limited(),
+            ),
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use memwarden_jobs::{memories_needing_enrichment, Enricher, EnrichmentArgs, NEEDS_ENRICHMENT};
 use tokio::sync::watch;
 
-use super::{failure, report};
+use super::{provider_failure, report};
 use crate::config::{EmbeddingSettings, EnrichmentConfig, ExtractionSettings, Settings};
 use crate::queue::{Handler, JobContext, Outcome};
 use crate::telemetry::metrics::{ENRICHMENT_FAILED, ENRICHMENT_PROCESSED};
@@ -87,7 +87,12 @@ impl Handler for EnrichmentHandler {
             Err(e) => {
                 ENRICHMENT_STATS.failed.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!(ENRICHMENT_FAILED).increment(1);
-                failure(e.to_string(), e.is_retryable(), e.retry_after())
+                provider_failure(
+                    e.to_string(),
+                    e.is_retryable(),
+                    e.retry_after(),
+                    e.is_rate_limited(),
+                )
             }
         }
     }

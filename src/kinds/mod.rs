@@ -84,6 +84,25 @@ fn failure(error: String, retryable: bool, retry_after: Option<Duration>) -> Out
     }
 }
 
+/// How long a job held back by a provider's 429 waits when the provider did not say: the
+/// provider client has already backed off within the attempt before giving up on it.
+const THROTTLE_WAIT: Duration = Duration::from_secs(30);
+
+/// A failed job whose work goes through a provider: a 429 (`rate_limited`) snoozes it without
+/// using an attempt (see [`Outcome::Throttled`]); anything else is a [`failure`].
+fn provider_failure(
+    error: String,
+    retryable: bool,
+    retry_after: Option<Duration>,
+    rate_limited: bool,
+) -> Outcome {
+    if rate_limited {
+        Outcome::Throttled(retry_after.unwrap_or(THROTTLE_WAIT), error)
+    } else {
+        failure(error, retryable, retry_after)
+    }
+}
+
 /// A report as the job's `result`.
 fn report<T: serde::Serialize>(report: &T) -> Outcome {
     Outcome::Succeeded(serde_json::to_value(report).unwrap_or_default())

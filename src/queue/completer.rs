@@ -66,10 +66,10 @@ fn row_of(q: &Queue, c: &Completion) -> Row_ {
             refund: false,
             bump: false,
         },
-        Final::Snooze(d) => Row_ {
+        Final::Snooze(d, reason) => Row_ {
             status: Status::Available,
             delay_s: Some(d.as_secs_f64()),
-            error: None,
+            error: reason.clone(),
             result: None,
             attempt_outcome: None,
             refund: true,
@@ -209,7 +209,7 @@ impl Completer {
             }
             let (event, outcome) = match (&c.outcome, r.status) {
                 (Final::Released, _) => continue,
-                (Final::Snooze(_), _) => ("snoozed", "snoozed"),
+                (Final::Snooze(..), _) => ("snoozed", "snoozed"),
                 (Final::Interrupted(_), _) => ("interrupted", "interrupted"),
                 (_, status) => (status.as_str(), status.as_str()),
             };

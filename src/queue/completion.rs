@@ -16,7 +16,9 @@ pub enum Final {
     Failed(String),
     RetryAfter(Duration, String),
     Discard(String),
-    Snooze(Duration),
+    /// Back to `available` after the delay, the attempt refunded; the reason, if any, kept as
+    /// `last_error`.
+    Snooze(Duration, Option<String>),
     TimedOut(String),
     /// The stop's grace period ended: recorded, and the job goes back to `available`.
     Interrupted(String),
@@ -32,7 +34,8 @@ impl From<Outcome> for Final {
             Outcome::Failed(e) => Final::Failed(e),
             Outcome::RetryAfter(d, e) => Final::RetryAfter(d, e),
             Outcome::Discard(e) => Final::Discard(e),
-            Outcome::Snooze(d) => Final::Snooze(d),
+            Outcome::Snooze(d) => Final::Snooze(d, None),
+            Outcome::Throttled(d, e) => Final::Snooze(d, Some(e)),
             Outcome::Yielded(e) => Final::Interrupted(e),
         }
     }

@@ -29,6 +29,11 @@ pub enum Outcome {
     Discard(String),
     /// Not now: run again after this, without using an attempt.
     Snooze(Duration),
+    /// Held back by something outside the job that paces it (a provider's 429): run again
+    /// after this, without using an attempt, the reason kept as the job's `last_error`. A
+    /// provider's pace is not the job's failure, and counting it would fail good jobs during
+    /// a long throttle (River's `JobSnooze` does the same).
+    Throttled(Duration, String),
     /// Stopped early at a safe point with its state saved (a resumable job leaving a drain):
     /// recorded as `interrupted` and claimable again at once, without using an attempt.
     Yielded(String),

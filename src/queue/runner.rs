@@ -74,7 +74,10 @@ pub(super) async fn run_handler(q: &Queue, job: &Claimed, cancel: CancellationTo
 
 fn error_of(o: &Outcome) -> Option<String> {
     match o {
-        Outcome::Failed(e) | Outcome::RetryAfter(_, e) | Outcome::Discard(e) => Some(e.clone()),
+        Outcome::Failed(e)
+        | Outcome::RetryAfter(_, e)
+        | Outcome::Discard(e)
+        | Outcome::Throttled(_, e) => Some(e.clone()),
         _ => None,
     }
 }

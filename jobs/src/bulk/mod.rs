@@ -148,6 +148,11 @@ impl BulkError {
             _ => None,
         }
     }
+
+    /// A provider's 429: see [`EmbedError::is_rate_limited`].
+    pub fn is_rate_limited(&self) -> bool {
+        matches!(self, BulkError::Provider { error, .. } if error.is_rate_limited())
+    }
 }
 
 /// What one provider batch came to.

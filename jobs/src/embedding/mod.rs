@@ -84,6 +84,12 @@ impl EmbedError {
         }
     }
 
+    /// The provider is pacing us (a 429 that is not `insufficient_quota`): the job waits
+    /// without using an attempt.
+    pub fn is_rate_limited(&self) -> bool {
+        matches!(self, EmbedError::RateLimited { .. })
+    }
+
     /// The `status` label of `memwarden_embedding_requests_total` for this failure.
     pub fn status_label(&self) -> &'static str {
         match self {

@@ -108,6 +108,15 @@ impl EnrichError {
         }
     }
 
+    /// A provider's 429: see [`EmbedError::is_rate_limited`].
+    pub fn is_rate_limited(&self) -> bool {
+        match self {
+            EnrichError::Embed(e) => e.is_rate_limited(),
+            EnrichError::Extract(e) => e.is_rate_limited(),
+            _ => false,
+        }
+    }
+
     pub(super) fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> EnrichError {
         move |source| EnrichError::Database { context, source }
     }

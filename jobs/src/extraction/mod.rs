@@ -176,6 +176,11 @@ impl ExtractError {
             _ => None,
         }
     }
+
+    /// The provider is pacing us: the job waits without using an attempt.
+    pub fn is_rate_limited(&self) -> bool {
+        matches!(self, ExtractError::RateLimited { .. })
+    }
 }
 
 /// Lowercased letters and digits, every run of anything else turned into one `-`, no `-` at
