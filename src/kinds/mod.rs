@@ -84,9 +84,15 @@ fn failure(error: String, retryable: bool, retry_after: Option<Duration>) -> Out
     }
 }
 
-/// How long a job held back by a provider's 429 waits when the provider did not say: the
-/// provider client has already backed off within the attempt before giving up on it.
+/// How long a job held back by a provider's 429 waits when the provider did not say (± 10 %,
+/// so the jobs a 429 stopped together do not come back together): the provider client has
+/// already backed off exponentially within the attempt before giving up on it.
 const THROTTLE_WAIT: Duration = Duration::from_secs(30);
+
+fn throttle_wait() -> Duration {
+    use rand::Rng;
+    THROTTLE_WAIT.mul_f64(rand::thread_rng().gen_range(0.9..=1.1))
+}
 
 /// A failed job whose work goes through a provider: a 429 (`rate_limited`) snoozes it without
 /// using an attempt (see [`Outcome::Throttled`]); anything else is a [`failure`].
@@ -97,7 +103,7 @@ fn provider_failure(
     rate_limited: bool,
 ) -> Outcome {
     if rate_limited {
-        Outcome::Throttled(retry_after.unwrap_or(THROTTLE_WAIT), error)
+        Outcome::Throttled(retry_after.unwrap_or_else(throttle_wait), error)
     } else {
         failure(error, retryable, retry_after)
     }
@@ -106,4 +112,33 @@ fn provider_failure(
 /// A report as the job's `result`.
 fn report<T: serde::Serialize>(report: &T) -> Outcome {
     Outcome::Succeeded(serde_json::to_value(report).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rate_limit_snoozes_for_the_providers_wait_and_other_failures_use_an_attempt() {
+        let given = Duration::from_secs(7);
+        assert_eq!(
+            provider_failure("429".into(), true, Some(given), true),
+            Outcome::Throttled(given, "429".into())
+        );
+        match provider_failure("429".into(), true, None, true) {
+            Outcome::Throttled(wait, _) => assert!(
+                (Duration::from_secs(27)..=Duration::from_secs(33)).contains(&wait),
+                "{wait:?}"
+            ),
+            other => panic!("a 429 without Retry-After: {other:?}"),
+        }
+        assert_eq!(
+            provider_failure("5xx".into(), true, None, false),
+            Outcome::Failed("5xx".into())
+        );
+        assert_eq!(
+            provider_failure("quota".into(), false, None, false),
+            Outcome::Discard("quota".into())
+        );
+    }
 }
