@@ -1,14 +1,17 @@
 //! Queue depth: per-queue counts by status and the age of the oldest claimable job. Read on a
 //! timer into gauges (never per scrape), and on demand for `/v1/status` and `/v1/queues`.
+//! The timer's counts are shared: one replica counts, the others read its counts from
+//! `queue_depth_snapshot` while they stand.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::periodic::Periodic;
 use super::Queue;
 use crate::telemetry::metrics::{QUEUE_DEPTH, QUEUE_OLDEST_AGE, QUEUE_PAUSED};
-use serde::Serialize;
-use sqlx::Row;
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
+use sqlx::{PgConnection, Row};
 
 #[derive(Debug, Clone, Serialize, Default, PartialEq, utoipa::ToSchema)]
 pub struct QueueStatus {
@@ -37,83 +40,146 @@ FROM (SELECT queue, status, run_at FROM jobs WHERE status IN ('available', 'retr
       UNION ALL SELECT queue, status, run_at FROM jobs WHERE status = 'running') j \
 GROUP BY queue";
 
+/// One queue's jobs as the database holds them: the same for every replica.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+struct QueueCounts {
+    available: i64,
+    scheduled: i64,
+    running: i64,
+    retryable: i64,
+    failed: i64,
+    oldest_available_age_s: f64,
+}
+
+/// Every queue with jobs, by name.
+type Counts = BTreeMap<String, QueueCounts>;
+
+async fn count(conn: &mut PgConnection) -> Result<Counts, sqlx::Error> {
+    let mut out = Counts::new();
+    for r in sqlx::query(DEPTH_SQL).fetch_all(&mut *conn).await? {
+        out.insert(
+            r.get("queue"),
+            QueueCounts {
+                available: r.get("available"),
+                scheduled: r.get("scheduled"),
+                running: r.get("running"),
+                retryable: r.get("retryable"),
+                oldest_available_age_s: r.get("oldest"),
+                failed: 0,
+            },
+        );
+    }
+    let failed: Vec<(String, i64)> =
+        sqlx::query_as("SELECT queue, count(*) FROM jobs WHERE status = 'failed' GROUP BY queue")
+            .fetch_all(&mut *conn)
+            .await?;
+    for (name, n) in failed {
+        out.entry(name).or_default().failed = n;
+    }
+    Ok(out)
+}
+
 impl Queue {
-    /// Every queue that is served here, has jobs, or is paused.
+    /// Every queue that is served here, has jobs, or is paused, counted now.
     pub async fn status(&self) -> Result<Vec<QueueStatus>, sqlx::Error> {
+        let counts = count(&mut *self.pool().acquire().await?).await?;
+        self.status_of(counts).await
+    }
+
+    /// `counts` with this daemon's view: its served queues, their concurrency, the pauses.
+    async fn status_of(&self, counts: Counts) -> Result<Vec<QueueStatus>, sqlx::Error> {
         let settings = self.settings();
-        let mut out: BTreeMap<String, QueueStatus> = BTreeMap::new();
-        let entry = |out: &mut BTreeMap<String, QueueStatus>, name: &str| {
-            out.entry(name.to_string())
-                .or_insert_with(|| QueueStatus {
-                    name: name.to_string(),
-                    concurrency: settings.concurrency_of(name),
-                    ..Default::default()
-                })
-                .clone()
+        let blank = |name: &str| QueueStatus {
+            name: name.to_string(),
+            concurrency: settings.concurrency_of(name),
+            ..Default::default()
         };
+        let mut out: BTreeMap<String, QueueStatus> = BTreeMap::new();
         for name in self.served_queues() {
-            entry(&mut out, &name);
+            out.insert(name.clone(), blank(&name));
         }
-        for r in sqlx::query(DEPTH_SQL).fetch_all(self.pool()).await? {
-            let name: String = r.get("queue");
-            entry(&mut out, &name);
-            let s = out.get_mut(&name).expect("just inserted");
-            s.available = r.get("available");
-            s.scheduled = r.get("scheduled");
-            s.running = r.get("running");
-            s.retryable = r.get("retryable");
-            s.oldest_available_age_s = r.get("oldest");
-        }
-        let failed: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT queue, count(*) FROM jobs WHERE status = 'failed' GROUP BY queue",
-        )
-        .fetch_all(self.pool())
-        .await?;
-        for (name, n) in failed {
-            entry(&mut out, &name);
-            out.get_mut(&name).expect("just inserted").failed = n;
+        for (name, c) in counts {
+            let s = out.entry(name.clone()).or_insert_with(|| blank(&name));
+            s.available = c.available;
+            s.scheduled = c.scheduled;
+            s.running = c.running;
+            s.retryable = c.retryable;
+            s.failed = c.failed;
+            s.oldest_available_age_s = c.oldest_available_age_s;
         }
         let paused: Vec<String> = sqlx::query_scalar("SELECT name FROM queues WHERE paused")
             .fetch_all(self.pool())
             .await?;
         for name in paused {
-            entry(&mut out, &name);
-            out.get_mut(&name).expect("just inserted").paused = true;
+            out.entry(name.clone())
+                .or_insert_with(|| blank(&name))
+                .paused = true;
         }
         Ok(out.into_values().collect())
     }
 }
 
 /// The depth query's share of the time at most: a count that took 400 ms (1,000,000 pending
-/// jobs, a parallel sequential scan) waits 20 s before the next, instead of running every
-/// `depth_interval`. The ticks go on (the pause fallback, the loop's health); the gauges keep
-/// their last values between counts. `/v1/status` always counts.
+/// jobs, a parallel sequential scan) stands for 20 s instead of `depth_interval`. The ticks go
+/// on (the pause fallback, the loop's health); the gauges keep their last values between
+/// counts. `/v1/status` always counts.
 const DUTY_CYCLE: u32 = 50;
+
+/// The advisory lock of the replica that is counting ("memwarden depth", as bytes).
+const COUNT_LOCK: i64 = 0x6d77_6465_7074_6800;
 
 pub struct Depth {
     queue: Queue,
-    next_count: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Depth {
     pub fn new(queue: Queue) -> Self {
-        Depth {
-            queue,
-            next_count: std::sync::Mutex::new(None),
+        Depth { queue }
+    }
+
+    /// The database's counts: the snapshot while it stands, else counted here by the one
+    /// replica that takes the lock and written for the others. `None` for a replica that found
+    /// the snapshot stale while another was counting: it looks again at its next tick.
+    async fn shared_counts(&self) -> Result<Option<Counts>, sqlx::Error> {
+        let pool = self.queue.pool();
+        let standing: Option<(Json<Counts>, f64)> = sqlx::query_as(
+            "SELECT counts, EXTRACT(EPOCH FROM clock_timestamp() - counted_at)::float8 \
+             FROM queue_depth_snapshot WHERE fresh_until > clock_timestamp()",
+        )
+        .fetch_optional(pool)
+        .await?;
+        if let Some((Json(mut counts), since)) = standing {
+            // The oldest waiting job has waited as much longer as the counts are old.
+            for c in counts.values_mut().filter(|c| c.available > 0) {
+                c.oldest_available_age_s += since;
+            }
+            return Ok(Some(counts));
         }
-    }
-
-    /// Whether this tick counts: the first does, and then one once the last count's cost has
-    /// been spread over `DUTY_CYCLE` times its length.
-    fn due(&self) -> bool {
-        let next = *self.next_count.lock().unwrap_or_else(|e| e.into_inner());
-        next.is_none_or(|at| std::time::Instant::now() >= at)
-    }
-
-    fn counted(&self, started: std::time::Instant) {
-        let took = started.elapsed();
-        *self.next_count.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(started + took * DUTY_CYCLE);
+        let mut tx = pool.begin().await?;
+        let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(COUNT_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !ours {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let counts = count(&mut tx).await?;
+        let stands_for = self
+            .queue
+            .settings()
+            .queue
+            .depth_interval
+            .max(started.elapsed() * DUTY_CYCLE);
+        sqlx::query(
+            "INSERT INTO queue_depth_snapshot (id, counted_at, fresh_until, counts)              VALUES (true, clock_timestamp(), clock_timestamp() + make_interval(secs => $1), $2)              ON CONFLICT (id) DO UPDATE SET counted_at = EXCLUDED.counted_at,                fresh_until = EXCLUDED.fresh_until, counts = EXCLUDED.counts",
+        )
+        .bind(stands_for.as_secs_f64())
+        .bind(Json(&counts))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(counts))
     }
 }
 
@@ -132,26 +198,23 @@ impl Periodic for Depth {
     }
 
     async fn tick(&self) -> anyhow::Result<()> {
-        if !self.due() {
-            return Ok(self.queue.refresh_paused().await?);
-        }
-        let started = std::time::Instant::now();
-        let status = self.queue.status().await?;
-        self.counted(started);
-        for s in status {
-            let q = s.name.clone();
-            for (status, n) in [
-                ("available", s.available),
-                ("scheduled", s.scheduled),
-                ("running", s.running),
-                ("retryable", s.retryable),
-                ("failed", s.failed),
-            ] {
-                metrics::gauge!(QUEUE_DEPTH, "queue" => q.clone(), "status" => status)
-                    .set(n as f64);
+        if let Some(counts) = self.shared_counts().await? {
+            for s in self.queue.status_of(counts).await? {
+                let q = s.name.clone();
+                for (status, n) in [
+                    ("available", s.available),
+                    ("scheduled", s.scheduled),
+                    ("running", s.running),
+                    ("retryable", s.retryable),
+                    ("failed", s.failed),
+                ] {
+                    metrics::gauge!(QUEUE_DEPTH, "queue" => q.clone(), "status" => status)
+                        .set(n as f64);
+                }
+                metrics::gauge!(QUEUE_OLDEST_AGE, "queue" => q.clone())
+                    .set(s.oldest_available_age_s);
+                metrics::gauge!(QUEUE_PAUSED, "queue" => q).set(if s.paused { 1.0 } else { 0.0 });
             }
-            metrics::gauge!(QUEUE_OLDEST_AGE, "queue" => q.clone()).set(s.oldest_available_age_s);
-            metrics::gauge!(QUEUE_PAUSED, "queue" => q).set(if s.paused { 1.0 } else { 0.0 });
         }
         // Also the fallback for a missed pause/resume NOTIFY.
         Ok(self.queue.refresh_paused().await?)
@@ -202,18 +265,71 @@ mod tests {
         assert!(q.wakeups().is_paused("quiet"), "the tick read the pause");
     }
 
+    /// One available job, or `n` of them.
+    async fn add_available(pool: &sqlx::PgPool, n: i64) {
+        sqlx::query(
+            "INSERT INTO jobs (kind, queue, args) SELECT 'probe', 'default', '{}' FROM generate_series(1, $1)",
+        )
+        .bind(n)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+
+    fn available(counts: Option<Counts>) -> Option<i64> {
+        counts.map(|c| c.get("default").map_or(0, |q| q.available))
+    }
+
     #[tokio::test]
-    async fn a_slow_count_waits_fifty_times_its_length_and_the_ticks_go_on() {
+    async fn replicas_share_one_count_while_it_stands() {
         let db = TestDb::migrated();
-        let q = test_support::queue(&db, "", Registry::new());
-        let depth = Depth::new(q.clone());
-        assert!(depth.due(), "the first tick counts");
-        let long_ago = std::time::Instant::now() - Duration::from_millis(200);
-        depth.counted(long_ago);
-        assert!(!depth.due(), "a 200 ms count is not repeated for 10 s");
-        depth.tick().await.unwrap();
-        depth.counted(std::time::Instant::now());
-        std::thread::sleep(Duration::from_millis(5));
-        assert!(depth.due(), "a count of microseconds is due again at once");
+        let pool = db.pool().await;
+        let one = Depth::new(test_support::queue(&db, "", Registry::new()));
+        let other = Depth::new(test_support::queue(&db, "", Registry::new()));
+        add_available(&pool, 1).await;
+        assert_eq!(available(one.shared_counts().await.unwrap()), Some(1));
+        let stands: f64 = sqlx::query_scalar(
+            "SELECT EXTRACT(EPOCH FROM fresh_until - counted_at)::float8 FROM queue_depth_snapshot",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert!(
+            (5.0..6.0).contains(&stands),
+            "a fast count stands for depth_interval (5 s): {stands}"
+        );
+
+        add_available(&pool, 2).await;
+        assert_eq!(
+            available(other.shared_counts().await.unwrap()),
+            Some(1),
+            "the other replica reads the standing counts instead of counting"
+        );
+        sqlx::query("UPDATE queue_depth_snapshot SET fresh_until = now() - interval '1 second'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            available(other.shared_counts().await.unwrap()),
+            Some(3),
+            "once they are stale, the next tick counts"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_finds_another_counting_waits_for_its_next_tick() {
+        let db = TestDb::migrated();
+        let pool = db.pool().await;
+        let depth = Depth::new(test_support::queue(&db, "", Registry::new()));
+        add_available(&pool, 1).await;
+        let mut counting = pool.begin().await.unwrap();
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(COUNT_LOCK)
+            .execute(&mut *counting)
+            .await
+            .unwrap();
+        assert_eq!(available(depth.shared_counts().await.unwrap()), None);
+        counting.rollback().await.unwrap();
+        assert_eq!(available(depth.shared_counts().await.unwrap()), Some(1));
     }
 }
