@@ -150,7 +150,10 @@ impl Depth {
         .await?;
         if let Some((Json(mut counts), since)) = standing {
             // The oldest waiting job has waited as much longer as the counts are old.
-            for c in counts.values_mut().filter(|c| c.available > 0) {
+            for c in counts
+                .values_mut()
+                .filter(|c| c.oldest_available_age_s > 0.0)
+            {
                 c.oldest_available_age_s += since;
             }
             return Ok(Some(counts));
