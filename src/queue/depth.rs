@@ -296,7 +296,10 @@ mod tests {
         let one = Depth::new(test_support::queue(&db, "", Registry::new()));
         let other = Depth::new(test_support::queue(&db, "", Registry::new()));
         add_available(&pool, 1).await;
-        assert_eq!(available(one.shared_counts().await.unwrap()), Some(1));
+        let counted = one.shared_counts().await.unwrap();
+        let oldest = |c: &Option<Counts>| c.as_ref().unwrap()["default"].oldest_available_age_s;
+        let waited = oldest(&counted);
+        assert_eq!(available(counted), Some(1));
         let stands: f64 = sqlx::query_scalar(
             "SELECT EXTRACT(EPOCH FROM fresh_until - counted_at)::float8 FROM queue_depth_snapshot",
         )
@@ -309,8 +312,16 @@ mod tests {
         );
 
         add_available(&pool, 2).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let read = other.shared_counts().await.unwrap();
+        assert!(
+            oldest(&read) >= waited + 0.1,
+            "the oldest job has waited as much longer as the counts are old: {} then {}",
+            waited,
+            oldest(&read)
+        );
         assert_eq!(
-            available(other.shared_counts().await.unwrap()),
+            available(read),
             Some(1),
             "the other replica reads the standing counts instead of counting"
         );
