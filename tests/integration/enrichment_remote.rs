@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::harness::fake_openai::{rate_limited, slow_fake_openai, Reply};
-use crate::harness::{count, wait_enriched, Daemon, TestDb};
+use crate::harness::{count, wait_enriched, wait_job, Daemon, TestDb};
 
 const MEMORIES: i64 = 48;
 
@@ -103,6 +103,12 @@ async fn a_rate_limited_enrichment_waits_without_using_an_attempt() {
         .unwrap();
     wait_enriched(&pool, Duration::from_secs(30)).await;
     assert_eq!(fake.requests().len(), 3, "two 429s, then the vectors");
+    // The memory is written before the job's completion, which the completer batches.
+    let id: String = sqlx::query_scalar("SELECT id::text FROM jobs WHERE kind = 'enrichment'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    wait_job(&pool, &id, "succeeded").await;
     let (status, attempt, last_error): (String, i32, Option<String>) =
         sqlx::query_as("SELECT status, attempt, last_error FROM jobs WHERE kind = 'enrichment'")
             .fetch_one(&pool)
