@@ -207,26 +207,35 @@ impl Periodic for Depth {
     }
 
     async fn tick(&self) -> anyhow::Result<()> {
-        if let Some(counts) = self.shared_counts().await? {
-            for s in self.queue.status_of(counts).await? {
-                let q = s.name.clone();
-                for (status, n) in [
-                    ("available", s.available),
-                    ("scheduled", s.scheduled),
-                    ("running", s.running),
-                    ("retryable", s.retryable),
-                    ("failed", s.failed),
-                ] {
-                    metrics::gauge!(QUEUE_DEPTH, "queue" => q.clone(), "status" => status)
-                        .set(n as f64);
-                }
-                metrics::gauge!(QUEUE_OLDEST_AGE, "queue" => q.clone())
-                    .set(s.oldest_available_age_s);
-                metrics::gauge!(QUEUE_PAUSED, "queue" => q).set(if s.paused { 1.0 } else { 0.0 });
+        let Some(counts) = self.shared_counts().await? else {
+            // Also the fallback for a missed pause/resume NOTIFY.
+            return Ok(self.queue.refresh_paused().await?);
+        };
+        let status = self.queue.status_of(counts).await?;
+        for s in &status {
+            let q = s.name.clone();
+            for (status, n) in [
+                ("available", s.available),
+                ("scheduled", s.scheduled),
+                ("running", s.running),
+                ("retryable", s.retryable),
+                ("failed", s.failed),
+            ] {
+                metrics::gauge!(QUEUE_DEPTH, "queue" => q.clone(), "status" => status)
+                    .set(n as f64);
             }
+            metrics::gauge!(QUEUE_OLDEST_AGE, "queue" => q.clone()).set(s.oldest_available_age_s);
+            metrics::gauge!(QUEUE_PAUSED, "queue" => q).set(if s.paused { 1.0 } else { 0.0 });
         }
-        // Also the fallback for a missed pause/resume NOTIFY.
-        Ok(self.queue.refresh_paused().await?)
+        // The pauses `status_of` just read are the fallback for a missed pause/resume NOTIFY.
+        self.queue.wakeups().replace_paused(
+            status
+                .into_iter()
+                .filter(|s| s.paused)
+                .map(|s| s.name)
+                .collect(),
+        );
+        Ok(())
     }
 }
 
