@@ -90,8 +90,7 @@ fn failure(error: String, retryable: bool, retry_after: Option<Duration>) -> Out
 const THROTTLE_WAIT: Duration = Duration::from_secs(30);
 
 fn throttle_wait() -> Duration {
-    use rand::Rng;
-    THROTTLE_WAIT.mul_f64(rand::thread_rng().gen_range(0.9..=1.1))
+    crate::queue::backoff::jittered(THROTTLE_WAIT)
 }
 
 /// A failed job whose work goes through a provider: a 429 (`rate_limited`) snoozes it without

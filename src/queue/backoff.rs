@@ -24,10 +24,13 @@ impl Backoff {
     pub fn delay(&self, attempt: i32) -> Duration {
         let exp = attempt.clamp(1, 63) - 1;
         let raw = self.base.as_secs_f64() * 2f64.powi(exp);
-        let capped = raw.min(self.cap.as_secs_f64());
-        let jitter = rand::thread_rng().gen_range(0.9..=1.1);
-        Duration::from_secs_f64(capped * jitter)
+        jittered(Duration::from_secs_f64(raw.min(self.cap.as_secs_f64())))
     }
+}
+
+/// `d` ± 10 %, so jobs that stopped together do not come back together.
+pub fn jittered(d: Duration) -> Duration {
+    d.mul_f64(rand::thread_rng().gen_range(0.9..=1.1))
 }
 
 #[cfg(test)]
